@@ -1,0 +1,43 @@
+# Every target sets up what it needs: a .venv in the repo with the cloud, edge and dev extras.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: venv test test-fast lint typecheck proto demo bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[cloud,dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: $(STAMP)
+	$(PY) -m mypy --strict cloud edge
+
+test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest tests/unit
+
+proto: $(STAMP)
+	PYTHON=$(PY) scripts/gen_proto.sh
+
+demo: $(STAMP)
+	$(VENV)/bin/linewatch demo
+
+bench: $(STAMP)
+	$(PY) bench/detector.py
+
+clean:
+	rm -rf $(VENV) var/

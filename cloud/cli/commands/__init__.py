@@ -1,0 +1,11 @@
+"""Importing this package registers every ``linewatch`` command on the app."""
+
+from cloud.cli.commands import (  # noqa: F401
+    collect,
+    demo,
+    deploy,
+    evaluate,
+    registry,
+    synth,
+    train,
+)

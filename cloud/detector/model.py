@@ -1,0 +1,97 @@
+"""The detector's inference math as one plain module: pixels in, calibrated score and map out.
+
+Everything after decode and resize lives here, so that the exported graph is
+the whole detector: normalisation, backbone, local patch aggregation,
+nearest-neighbour distance to the memory bank of normal patches, calibration,
+smoothing and the upsampled anomaly map. Fitting lives in ``fitting.py``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cloud.detector.backbone import EfficientNetLiteFeatures
+
+__all__ = ["PatchCoreModel", "gaussian_kernel"]
+
+# EfficientNet-Lite was trained on (x - 127) / 128 in RGB order.
+PIXEL_MEAN = 127.0
+PIXEL_STD = 128.0
+
+
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    """A normalised 2-D Gaussian as a (1, 1, k, k) conv weight."""
+    radius = max(1, math.ceil(3.0 * sigma))
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    line = torch.exp(-(offsets**2) / (2.0 * sigma**2))
+    kernel = torch.outer(line, line)
+    return (kernel / kernel.sum()).reshape(1, 1, 2 * radius + 1, 2 * radius + 1)
+
+
+class PatchCoreModel(nn.Module):
+    """PatchCore-style scoring: distance of each patch to its nearest normal patch."""
+
+    def __init__(
+        self,
+        backbone: EfficientNetLiteFeatures,
+        *,
+        input_size: tuple[int, int],
+        smoothing_sigma_patches: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.input_size = input_size
+        dim = sum(backbone.channels)
+        # Filled by fitting; buffers so they travel into the ONNX graph as constants.
+        self.register_buffer("memory_bank", torch.zeros(1, dim))
+        self.register_buffer("memory_bank_sq_norm", torch.zeros(1))
+        self.register_buffer("score_location", torch.tensor(0.0))
+        self.register_buffer("score_scale", torch.tensor(1.0))
+        self.register_buffer("smoothing_kernel", gaussian_kernel(smoothing_sigma_patches))
+        self.eval()
+
+    def set_memory_bank(self, bank: torch.Tensor) -> None:
+        """Install the coreset of normal patch embeddings (M, D)."""
+        self.memory_bank = bank.contiguous().float()
+        self.memory_bank_sq_norm = (self.memory_bank**2).sum(dim=1)
+
+    def set_calibration(self, location: float, scale: float) -> None:
+        """Install the affine map from raw distances to calibrated scores."""
+        self.score_location = torch.tensor(float(location))
+        self.score_scale = torch.tensor(float(scale))
+
+    def embed(self, image: torch.Tensor) -> torch.Tensor:
+        """Patch embeddings (N, h, w, D) of a uint8 NHWC BGR batch."""
+        pixels = image.float().flip(-1)  # BGR -> RGB
+        normalised = ((pixels - PIXEL_MEAN) / PIXEL_STD).permute(0, 3, 1, 2)
+        fine, coarse = self.backbone(normalised)
+        # A 3x3 neighbourhood average gives each patch context (PatchCore's local aggregation).
+        fine = F.avg_pool2d(fine, kernel_size=3, stride=1, padding=1, count_include_pad=False)
+        coarse = F.avg_pool2d(coarse, kernel_size=3, stride=1, padding=1, count_include_pad=False)
+        coarse = F.interpolate(coarse, size=fine.shape[-2:], mode="bilinear", align_corners=False)
+        return torch.cat([fine, coarse], dim=1).permute(0, 2, 3, 1)
+
+    def patch_distances(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Euclidean distance of each embedding (..., D) to its nearest bank entry."""
+        # |x|^2 - 2x.y + |y|^2 is one MatMul: far faster than cdist in ONNX Runtime and TensorRT.
+        sq_norm = (embeddings**2).sum(dim=-1, keepdim=True)
+        cross = embeddings @ self.memory_bank.T
+        squared = sq_norm - 2.0 * cross + self.memory_bank_sq_norm
+        return squared.min(dim=-1).values.clamp_min(0.0).sqrt()
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (image_score (N,), anomaly_map (N, H, W)) on the calibrated scale."""
+        embeddings = self.embed(image)
+        raw = self.patch_distances(embeddings)  # (N, h, w)
+        calibrated = ((raw - self.score_location) / self.score_scale).unsqueeze(1)
+        pad = self.smoothing_kernel.shape[-1] // 2
+        smoothed = F.conv2d(F.pad(calibrated, [pad] * 4, mode="replicate"), self.smoothing_kernel)
+        image_score = smoothed.amax(dim=(1, 2, 3))
+        anomaly_map = F.interpolate(
+            smoothed, size=self.input_size, mode="bilinear", align_corners=False
+        ).squeeze(1)
+        return image_score, anomaly_map

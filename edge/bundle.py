@@ -23,9 +23,9 @@ from edge.errors import BundleCorrupt, BundleIncompatible
 from edge.policy import DecisionPolicy
 
 __all__ = [
+    "BUNDLE_FORMAT_VERSION",
     "MANIFEST_FILE",
     "MODEL_FILE",
-    "BUNDLE_FORMAT_VERSION",
     "GoldenImage",
     "InputSpec",
     "Manifest",

@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from edge.errors import ImageDecodeError, ImageTooLarge
 
-__all__ = ["ImageArray", "decode_image", "read_image", "to_bgr", "resize_for_model"]
+__all__ = ["ImageArray", "decode_image", "read_image", "resize_for_model", "to_bgr"]
 
 ImageArray = npt.NDArray[np.uint8]
 

@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from cloud.dataset import data_digest, load_layout
 from cloud.detector import EfficientNetLiteFeatures, PatchCoreModel, export_onnx
 from cloud.detector.backbone import FEATURE_BLOCKS
 from cloud.detector.fitting import (
+    CalibrationStats,
     calibration_stats,
     collect_embeddings,
     greedy_coreset,
@@ -44,7 +45,7 @@ from edge.errors import ImageDecodeError
 from edge.imaging import ImageArray, read_image, resize_for_model
 from edge.policy import DecisionPolicy
 
-__all__ = ["StageProgress", "TrainSettings", "train_bundle"]
+__all__ = ["StageProgress", "TrainSettings", "fit_model", "train_bundle"]
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +118,52 @@ def _publish(staging: Path, out: Path) -> None:
     staging.replace(out)
 
 
+def fit_model(
+    fit_images: Sequence[ImageArray],
+    calibration_images: Sequence[ImageArray],
+    settings: TrainSettings,
+    progress: StageProgress | None = None,
+) -> tuple[PatchCoreModel, CalibrationStats]:
+    """Fill the memory bank from ``fit_images`` and calibrate on ``calibration_images``.
+
+    Both must already be resized to ``settings.input_size``.
+    """
+    report = progress or (lambda stage, done, total: None)
+    size = settings.input_size
+    model = PatchCoreModel(
+        EfficientNetLiteFeatures(),
+        input_size=(size, size),
+        smoothing_sigma_patches=settings.smoothing_sigma_patches,
+    )
+    embeddings = collect_embeddings(
+        model,
+        fit_images,
+        batch_size=settings.batch_size,
+        progress=lambda done, total: report("embedding good images", done, total),
+    )
+    bank_size = min(settings.max_bank_size, max(1, round(settings.coreset_ratio * len(embeddings))))
+    chosen = greedy_coreset(
+        embeddings,
+        bank_size,
+        seed=settings.seed,
+        progress=lambda done, total: report("selecting the memory bank", done, total),
+    )
+    model.set_memory_bank(embeddings[chosen])
+    del embeddings
+
+    report("calibrating on held-out good images", 0, len(calibration_images))
+    raw = raw_image_scores(model, calibration_images, batch_size=settings.batch_size)
+    stats = calibration_stats(
+        raw,
+        target_false_alarm_rate=settings.target_false_alarm_rate,
+        band_margin=settings.band_margin,
+    )
+    model.set_calibration(stats.location, stats.scale)
+    report("calibrating on held-out good images", len(calibration_images), len(calibration_images))
+
+    return model, stats
+
+
 def train_bundle(
     data: Path,
     out: Path,
@@ -149,36 +196,8 @@ def train_bundle(
     fit_images = [images[i] for i in fit_index]
     calibration_images = [images[i] for i in calibration_index]
 
-    model = PatchCoreModel(
-        EfficientNetLiteFeatures(),
-        input_size=(size, size),
-        smoothing_sigma_patches=settings.smoothing_sigma_patches,
-    )
-    embeddings = collect_embeddings(
-        model,
-        fit_images,
-        batch_size=settings.batch_size,
-        progress=lambda done, total: report("embedding good images", done, total),
-    )
-    bank_size = min(settings.max_bank_size, max(1, round(settings.coreset_ratio * len(embeddings))))
-    chosen = greedy_coreset(
-        embeddings,
-        bank_size,
-        seed=settings.seed,
-        progress=lambda done, total: report("selecting the memory bank", done, total),
-    )
-    model.set_memory_bank(embeddings[chosen])
-    del embeddings
-
-    report("calibrating on held-out good images", 0, len(calibration_images))
-    raw = raw_image_scores(model, calibration_images, batch_size=settings.batch_size)
-    stats = calibration_stats(
-        raw,
-        target_false_alarm_rate=settings.target_false_alarm_rate,
-        band_margin=settings.band_margin,
-    )
-    model.set_calibration(stats.location, stats.scale)
-    report("calibrating on held-out good images", len(calibration_images), len(calibration_images))
+    model, stats = fit_model(fit_images, calibration_images, settings, report)
+    bank_size = int(model.memory_bank.shape[0])
 
     staging = _prepare_out(out)
     try:

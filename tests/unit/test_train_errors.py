@@ -1,0 +1,70 @@
+"""Bad training input ends in a clear error naming the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from cloud.dataset import load_layout
+from cloud.errors import DatasetError
+from cloud.train import TrainSettings, train_bundle
+from edge.errors import ImageDecodeError
+
+
+def _good_images(folder: Path, count: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for index in range(count):
+        cv2.imwrite(str(folder / f"{index:03d}.png"), rng.integers(0, 255, (64, 64), np.uint8))
+
+
+def test_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="no such folder"):
+        load_layout(tmp_path / "nope")
+
+
+def test_not_mvtec_layout(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    with pytest.raises(DatasetError, match="no train/good folder; expected the MVTec AD layout"):
+        load_layout(tmp_path)
+
+
+def test_empty_train_good(tmp_path: Path) -> None:
+    (tmp_path / "train" / "good").mkdir(parents=True)
+    with pytest.raises(DatasetError, match="train/good holds no images"):
+        train_bundle(tmp_path, tmp_path / "out")
+
+
+def test_too_few_images(tmp_path: Path) -> None:
+    _good_images(tmp_path / "train" / "good", 2)
+    with pytest.raises(DatasetError, match="need at least 4"):
+        train_bundle(tmp_path, tmp_path / "out")
+
+
+def test_unreadable_image_is_named(tmp_path: Path) -> None:
+    _good_images(tmp_path / "train" / "good", 6)
+    (tmp_path / "train" / "good" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    with pytest.raises(ImageDecodeError, match="broken.png"):
+        train_bundle(tmp_path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_unreadable_image_skipped_on_request(tmp_path: Path) -> None:
+    _good_images(tmp_path / "train" / "good", 6)
+    (tmp_path / "train" / "good" / "broken.png").write_bytes(b"garbage")
+    settings = TrainSettings(input_size=64, max_bank_size=64, skip_unreadable=True)
+    bundle = train_bundle(tmp_path, tmp_path / "out", settings=settings)
+    assert bundle.manifest.training_data["n_train_good"] == 6
+
+
+def test_refuses_to_overwrite_a_foreign_folder(tmp_path: Path) -> None:
+    _good_images(tmp_path / "data" / "train" / "good", 6)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    settings = TrainSettings(input_size=64, max_bank_size=64)
+    with pytest.raises(Exception, match="not a bundle"):
+        train_bundle(tmp_path / "data", tmp_path / "out", settings=settings)
+    assert (tmp_path / "out" / "notes.txt").read_text() == "mine"

@@ -1,0 +1,132 @@
+"""Benchmark the detector (issue: detector): quality, training speed, inference speed, size.
+
+Prints, on this machine, for each synthetic category: image AUROC, false-alarm
+rate at full recall, training seconds per 100 images; then, on one bundle at
+the default input size: ONNX Runtime latency at batch 1 (median of repeats)
+and throughput at batch 8, torch eager on the same model side by side, and the
+bundle size.
+
+    python bench/detector.py [--categories metal,fabric] [--threads 2] [--repeats 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+
+from cloud.dataset import load_layout
+from cloud.synth import CATEGORIES, generate_dataset
+from cloud.train import TrainSettings, fit_model, train_bundle
+from edge.bundle import ModelBundle
+from edge.engine import EngineOptions, InferenceEngine
+from edge.imaging import read_image, resize_for_model
+
+
+def _median_ms(run: object, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()  # type: ignore[operator]
+        times.append((time.perf_counter() - started) * 1000.0)
+    return statistics.median(times)
+
+
+def quality(category: str, work: Path, n_train: int, settings: TrainSettings) -> dict[str, float]:
+    data = generate_dataset(work / category, seed=1, category=category, n_train=n_train)
+    started = time.perf_counter()
+    bundle = train_bundle(data, work / f"bundle-{category}", name=category, settings=settings)
+    train_s = time.perf_counter() - started
+    layout = load_layout(data, require_test=True)
+    engine = InferenceEngine(bundle, EngineOptions(intra_op_threads=torch.get_num_threads()))
+    scores = np.concatenate(
+        [
+            engine.infer_images(
+                [read_image(item.path) for item in layout.test[i : i + 8]]
+            ).image_scores
+            for i in range(0, len(layout.test), 8)
+        ]
+    )
+    labels = np.array([item.is_anomalous for item in layout.test])
+    lowest_defect = scores[labels].min()
+    threshold = bundle.manifest.decision.threshold
+    return {
+        "image_auroc": float(roc_auc_score(labels, scores)),
+        "fpr_at_full_recall": float((scores[~labels] >= lowest_defect).mean()),
+        "recall_at_threshold": float((scores[labels] >= threshold).mean()),
+        "false_alarm_at_threshold": float((scores[~labels] >= threshold).mean()),
+        "train_s_per_100": train_s / len(layout.train_good) * 100.0,
+    }
+
+
+def speed(
+    bundle: ModelBundle, data: Path, settings: TrainSettings, threads: int, repeats: int
+) -> None:
+    engine = InferenceEngine(bundle, EngineOptions(intra_op_threads=threads, warmup_runs=5))
+    engine.warm_up()
+    size = bundle.manifest.input.height
+    layout = load_layout(data)
+    images = [resize_for_model(read_image(path), size, size) for path in layout.train_good]
+    one, eight = np.stack(images[:1]), np.stack(images[:8])
+    ort_b1 = _median_ms(lambda: engine.run(one), repeats)
+    ort_b8 = _median_ms(lambda: engine.run(eight), max(5, repeats // 5))
+    model, _ = fit_model(images[: len(images) - 5], images[-5:], settings)
+    with torch.inference_mode():
+        torch_one, torch_eight = torch.from_numpy(one), torch.from_numpy(eight)
+        model(torch_one)
+        torch_b1 = _median_ms(lambda: model(torch_one), max(5, repeats // 2))
+        torch_b8 = _median_ms(lambda: model(torch_eight), max(3, repeats // 10))
+    bundle_bytes = sum(p.stat().st_size for p in bundle.directory.rglob("*") if p.is_file())
+    print(
+        f"\ninference at {size}x{size}, {threads} threads, providers {','.join(engine.providers)}"
+    )
+    print(f"{'':24}{'batch 1 ms':>12}{'batch 8 img/s':>15}")
+    print(f"{'ONNX Runtime':24}{ort_b1:12.2f}{8000 / ort_b8:15.1f}")
+    print(f"{'torch eager':24}{torch_b1:12.2f}{8000 / torch_b8:15.1f}")
+    print(f"{'speed-up (torch / ORT)':24}{torch_b1 / ort_b1:12.2f}{torch_b8 / ort_b8:15.2f}")
+    model_mb = bundle.model_path.stat().st_size / 1e6
+    print(f"bundle size: {bundle_bytes / 1e6:.2f} MB (model.onnx {model_mb:.2f} MB)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--categories", default=",".join(CATEGORIES))
+    parser.add_argument("--n-train", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=50)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    settings = TrainSettings()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        header = ("category", "AUROC", "FPR@100%rec", "recall@thr", "FA@thr", "train s/100")
+        print("{:12}{:>8}{:>13}{:>12}{:>8}{:>13}".format(*header))
+        for category in args.categories.split(","):
+            row = quality(category, work, args.n_train, settings)
+            print(
+                f"{category:12}{row['image_auroc']:8.3f}{row['fpr_at_full_recall']:13.3f}"
+                f"{row['recall_at_threshold']:12.3f}{row['false_alarm_at_threshold']:8.3f}"
+                f"{row['train_s_per_100']:13.1f}"
+            )
+        first = args.categories.split(",")[0]
+        from edge.bundle import load_bundle
+
+        speed(
+            load_bundle(work / f"bundle-{first}"),
+            work / first,
+            settings,
+            args.threads,
+            args.repeats,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -8,6 +8,7 @@ resize happens inside ``model.onnx``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
@@ -40,9 +41,9 @@ def to_bgr(pixels: npt.NDArray[np.generic]) -> ImageArray:
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        return cast(ImageArray, cv2.cvtColor(image, cv2.COLOR_GRAY2BGR))
     if image.ndim == 3 and image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+        return cast(ImageArray, cv2.cvtColor(image, cv2.COLOR_BGRA2BGR))
     if image.ndim == 3 and image.shape[2] == 3:
         return np.ascontiguousarray(image)
     msg = f"image: shape {image.shape} is not grey (H, W), BGR (H, W, 3) or BGRA (H, W, 4)"
@@ -105,4 +106,4 @@ def resize_for_model(image: ImageArray, height: int, width: int) -> ImageArray:
         return image
     shrinking = image.shape[0] > 2 * height or image.shape[1] > 2 * width
     interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    return cv2.resize(image, (width, height), interpolation=interpolation)
+    return cast(ImageArray, cv2.resize(image, (width, height), interpolation=interpolation))

@@ -1,0 +1,299 @@
+"""Serving overhead of the edge node: in-process vs gRPC unary vs gRPC streaming.
+
+Usage::
+
+    python bench/edge_serving.py --bundle DIR [--images DIR] [--seconds N] [--cores 2]
+
+Without ``--bundle`` a tiny test bundle is built in a temp directory. Without
+``--images`` synthetic JPEGs are used. The gRPC client runs in a separate
+process. Prints one table: in-process img/s, unary and streaming img/s with
+p50/p99 latency, their ratios to in-process (the serving overhead), video-file
+end-to-end fps, and node RSS after 1k and 10k camera frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "proto")]
+
+from edge.bundle import ModelBundle, load_bundle  # noqa: E402
+from edge.camera import CameraReader, VideoCaptureSource  # noqa: E402
+from edge.inspector import Inspector  # noqa: E402
+from edge.node import CameraLoop, EdgeNode  # noqa: E402
+from edge.settings import EdgeSettings  # noqa: E402
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def _images(folder: Path | None, count: int, side: int) -> list[bytes]:
+    if folder is not None:
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
+        return [p.read_bytes() for p in files]
+    rng = np.random.default_rng(0)
+    encoded = []
+    for _ in range(count):
+        image = rng.integers(112, 144, (side, side, 3), dtype=np.uint8)
+        ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        assert ok
+        encoded.append(data.tobytes())
+    return encoded
+
+
+def _settings(work: Path, args: argparse.Namespace) -> EdgeSettings:
+    return EdgeSettings(
+        grpc="127.0.0.1:0",
+        record_dir=work / "record",
+        intra_op_threads=args.intra_op_threads,
+        inference_workers=args.workers,
+        stream_window=args.stream_window,
+        grpc_workers=8,
+        warmup_runs=5,
+    )
+
+
+def _in_process(inspector: Inspector, images: list[bytes], seconds: float, threads: int) -> float:
+    done = [0] * threads
+    stop = threading.Event()
+
+    def work(slot: int) -> None:
+        i = slot
+        while not stop.is_set():
+            inspector.inspect_encoded(images[i % len(images)])
+            done[slot] += 1
+            i += threads
+
+    workers = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    stop.wait(seconds)
+    stop.set()
+    for worker in workers:
+        worker.join()
+    return sum(done) / (time.perf_counter() - started)
+
+
+def _engine_only(node: EdgeNode, seconds: float) -> float:
+    engine = node.slot.current().engine
+    batch = np.full((1, engine.input_height, engine.input_width, 3), 128, np.uint8)
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        engine.run(batch)
+        done += 1
+    return done / (time.perf_counter() - started)
+
+
+def _client(
+    mode: str, port: int, images: list[bytes], seconds: float, window: int, out: mp.Queue
+) -> None:  # type: ignore[type-arg]
+    """Runs in a separate process: unary calls (``window`` in flight) or one stream."""
+    import grpc
+    from linewatch.v1 import inspection_pb2, inspection_pb2_grpc
+
+    requests = [inspection_pb2.InspectRequest(encoded=data) for data in images]
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    stub = inspection_pb2_grpc.InspectionServiceStub(channel)
+    for request in requests[:4]:  # connect and warm up
+        stub.Inspect(request, timeout=30)
+    latencies: list[float] = []
+    started = time.perf_counter()
+    deadline = started + seconds
+    if mode == "unary":
+        lock = threading.Lock()
+
+        def caller(offset: int) -> None:
+            i = offset
+            while time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                stub.Inspect(requests[i % len(requests)], timeout=30)
+                with lock:
+                    latencies.append(time.perf_counter() - t0)
+                i += window
+
+        callers = [threading.Thread(target=caller, args=(k,)) for k in range(window)]
+        for thread in callers:
+            thread.start()
+        for thread in callers:
+            thread.join()
+    else:
+        sent: list[float] = []
+        room = threading.Semaphore(window)  # a real client bounds what it has in flight
+
+        def feed() -> Iterator[inspection_pb2.InspectRequest]:
+            i = 0
+            while time.perf_counter() < deadline:
+                room.acquire()
+                sent.append(time.perf_counter())
+                yield requests[i % len(requests)]
+                i += 1
+
+        for i, _ in enumerate(stub.InspectStream(feed(), timeout=seconds + 60)):
+            latencies.append(time.perf_counter() - sent[i])
+            room.release()
+    elapsed = time.perf_counter() - started
+    channel.close()
+    out.put((len(latencies) / elapsed, latencies))
+
+
+def _grpc(
+    mode: str, port: int, images: list[bytes], seconds: float, window: int
+) -> tuple[float, float, float]:
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    process = ctx.Process(target=_client, args=(mode, port, images, seconds, window, out))
+    process.start()
+    rate, latencies = out.get(timeout=seconds + 120)
+    process.join()
+    ordered = sorted(latencies)
+    p50 = ordered[len(ordered) // 2] * 1000.0
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000.0
+    return rate, p50, p99
+
+
+def _write_video(path: Path, frames: int, side: int) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 30, (side, side))
+    rng = np.random.default_rng(1)
+    for _ in range(frames):
+        writer.write(rng.integers(112, 144, (side, side, 3), dtype=np.uint8))
+    writer.release()
+    return path
+
+
+def _video_fps(node: EdgeNode, video: Path, frames: int) -> float:
+    reader = CameraReader(VideoCaptureSource(str(video), live=False), queue_size=4)
+    loop = CameraLoop(reader, node.inspector, node.dispatcher, node.metrics)
+    started = time.perf_counter()
+    loop.start()
+    loop.finished.wait(600)
+    elapsed = time.perf_counter() - started
+    loop.stop()
+    assert loop.processed == frames, (loop.processed, frames)
+    return frames / elapsed
+
+
+def _memory_run(
+    bundle_dir: str, video: str, checkpoints: list[int], settings_json: str, out: mp.Queue
+) -> None:  # type: ignore[type-arg]
+    """In a fresh process: a node inspecting a looping video; RSS at each checkpoint."""
+    settings = EdgeSettings.model_validate_json(settings_json)
+    node = EdgeNode(settings.model_copy(update={"camera": video, "loop": True}))
+    node.load(Path(bundle_dir))
+    node.start()
+    assert node.camera is not None
+    samples = []
+    for target in checkpoints:
+        while node.camera.processed < target:
+            node.camera.finished.wait(0.05)  # poll interval while frames flow
+        samples.append((node.camera.processed, _rss_mb()))
+    node.stop(grace_s=1.0)
+    out.put(samples)
+
+
+def _memory(bundle: ModelBundle, settings: EdgeSettings, video: Path) -> list[tuple[int, float]]:
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    args = (str(bundle.directory), str(video), [1_000, 10_000], settings.model_dump_json(), out)
+    process = ctx.Process(target=_memory_run, args=args)
+    process.start()
+    samples: list[tuple[int, float]] = out.get(timeout=900)
+    process.join()
+    return samples
+
+
+def main() -> None:
+    """Run every measurement and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", type=Path)
+    parser.add_argument("--images", type=Path)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--image-side", type=int, default=256, help="synthetic image size")
+    parser.add_argument("--intra-op-threads", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=2, help="node inference workers")
+    parser.add_argument("--stream-window", type=int, default=4)
+    parser.add_argument("--unary-concurrency", type=int, default=2)
+    parser.add_argument("--video-frames", type=int, default=300)
+    parser.add_argument("--skip-memory", action="store_true")
+    args = parser.parse_args()
+
+    if hasattr(os, "sched_setaffinity"):
+        available = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, set(available[: args.cores]))  # children inherit it
+    work = Path(tempfile.mkdtemp(prefix="linewatch-bench-"))
+    if args.bundle is None:
+        from tests.tiny_bundle import make_tiny_bundle
+
+        bundle = make_tiny_bundle(work / "tiny-bundle")
+    else:
+        bundle = load_bundle(args.bundle)
+    images = _images(args.images, 16, args.image_side)
+    settings = _settings(work, args)
+    node = EdgeNode(settings)
+    node.load(bundle)
+    port = node.start()
+    engine = node.slot.current().engine
+    print(
+        f"bundle {bundle.label}  input {engine.input_height}x{engine.input_width}  "
+        f"providers {','.join(engine.providers)}  cores {args.cores}  images {len(images)} "
+        f"(mean {statistics.mean(len(b) for b in images) / 1024:.1f} KiB)"
+    )
+
+    engine_rate = _engine_only(node, args.seconds)
+    # (a) is the best in-process figure, 1 or N threads, before and after the gRPC runs:
+    # a conservative denominator on a machine whose load drifts.
+    in_proc_before = max(
+        _in_process(node.inspector, images, args.seconds, threads)
+        for threads in sorted({1, args.workers})
+    )
+    unary = _grpc("unary", port, images, args.seconds, args.unary_concurrency)
+    stream = _grpc("stream", port, images, args.seconds, 2 * args.stream_window)
+    in_proc_after = _in_process(node.inspector, images, args.seconds, args.workers)
+    in_proc = max(in_proc_before, in_proc_after)
+    video = _write_video(work / "video.avi", args.video_frames, args.image_side)
+    fps = _video_fps(node, video, args.video_frames)
+    node.stop(grace_s=2.0)
+
+    rows = [
+        ("engine only (ORT run, batch 1)", f"{engine_rate:9.1f}", "", ""),
+        ("(a) in-process inspect (best)", f"{in_proc:9.1f}", "", ""),
+        (f"(b) gRPC unary, {args.unary_concurrency} in flight", f"{unary[0]:9.1f}",
+         f"{unary[1]:7.2f}", f"{unary[2]:7.2f}"),
+        (f"(b) gRPC stream, window {args.stream_window}", f"{stream[0]:9.1f}",
+         f"{stream[1]:7.2f}", f"{stream[2]:7.2f}"),
+    ]  # fmt: skip
+    print(f"{'path':<40} {'img/s':>9} {'p50 ms':>7} {'p99 ms':>7}")
+    for name, rate, p50, p99 in rows:
+        print(f"{name:<40} {rate:>9} {p50:>7} {p99:>7}")
+    print(f"ratio unary/in-process      {unary[0] / in_proc:.3f}")
+    print(f"ratio streaming/in-process  {stream[0] / in_proc:.3f}   (target >= 0.85)")
+    print(f"video file end to end       {fps:.1f} fps ({args.video_frames} frames "
+          f"{args.image_side}x{args.image_side} MJPG)")  # fmt: skip
+    if not args.skip_memory:
+        small = _write_video(work / "small.avi", 200, 64)
+        samples = _memory(bundle, settings, small)
+        for frames, rss in samples:
+            print(f"node RSS after {frames:>6} frames  {rss:8.1f} MiB")
+        print(f"RSS growth 1k -> 10k         {samples[-1][1] - samples[0][1]:+.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()

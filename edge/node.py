@@ -1,0 +1,246 @@
+"""The edge node: camera loop, sink fan-out, gRPC server and metrics, wired together.
+
+The camera loop takes frames from the ``CameraReader`` (which drops the oldest
+live frames when we are slow), inspects each with the model the slot holds at
+that moment, and hands the result to the sinks through one bounded background
+queue, so a slow disk or broker never slows the camera.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from edge.bundle import ModelBundle, load_bundle
+from edge.camera import Backoff, CameraReader, FrameSource, open_source
+from edge.engine import EngineOptions
+from edge.errors import EngineError, NoModelLoaded
+from edge.frames import InspectedFrame, NodeIdentity, VerdictSink
+from edge.inspector import Inspector
+from edge.metrics import MetricsServer, NodeMetrics, serve_metrics
+from edge.model_slot import ActiveModel, ModelSlot, activate_bundle
+from edge.policy import Verdict
+from edge.recorder import LocalRecord
+from edge.server import NodeServer, build_server
+from edge.settings import EdgeSettings
+
+__all__ = ["CameraLoop", "EdgeNode", "SinkDispatcher", "engine_options"]
+
+logger = logging.getLogger(__name__)
+
+_POLL_S = 0.2
+
+
+def engine_options(settings: EdgeSettings) -> EngineOptions:
+    """The engine options a node's settings ask for."""
+    return EngineOptions(
+        providers=tuple(settings.providers) if settings.providers else None,
+        intra_op_threads=settings.intra_op_threads,
+        inter_op_threads=settings.inter_op_threads,
+        tensorrt_cache_dir=settings.tensorrt_cache_dir,
+        tensorrt_fp16=settings.tensorrt_fp16,
+        warmup_runs=settings.warmup_runs,
+    )
+
+
+class SinkDispatcher:
+    """A ``VerdictSink`` that queues frames for other sinks and feeds them in a thread.
+
+    Flagged frames wait for room (they must not be lost); a normal frame that
+    finds the queue full is skipped and counted.
+    """
+
+    def __init__(
+        self,
+        sinks: Sequence[VerdictSink],
+        *,
+        maxsize: int = 256,
+        metrics: NodeMetrics | None = None,
+    ) -> None:
+        self.sinks = list(sinks)
+        self.metrics = metrics
+        self.skipped = 0
+        self._queue: queue.Queue[InspectedFrame | None] = queue.Queue(maxsize=maxsize)
+        self._thread = threading.Thread(target=self._run, name="sink-dispatcher", daemon=True)
+        self._thread.start()
+
+    def handle(self, frame: InspectedFrame) -> None:
+        """Queue one frame for every sink."""
+        if frame.verdict is not Verdict.NORMAL:
+            self._queue.put(frame)
+            return
+        try:
+            self._queue.put_nowait(frame)
+        except queue.Full:
+            self.skipped += 1
+            if self.metrics:
+                self.metrics.sink_dropped.inc()
+
+    def drain(self, timeout_s: float = 5.0) -> bool:
+        """Wait until every queued frame reached the sinks; True if it did in time."""
+        tasks_done = self._queue.all_tasks_done
+        with tasks_done:
+            return tasks_done.wait_for(lambda: self._queue.unfinished_tasks == 0, timeout_s)
+
+    def close(self) -> None:
+        """Deliver what is queued, stop the thread, close every sink."""
+        self._queue.put(None)
+        self._thread.join()
+        for sink in self.sinks:
+            sink.close()
+
+    def _run(self) -> None:
+        while (frame := self._queue.get()) is not None:
+            for sink in self.sinks:
+                try:
+                    sink.handle(frame)
+                except Exception:  # one failing sink must not starve the others
+                    logger.exception(
+                        "sink failed sink=%s frame=%s", type(sink).__name__, frame.frame_id
+                    )
+            self._queue.task_done()
+        self._queue.task_done()
+
+
+class CameraLoop:
+    """Reads, inspects and fans out camera frames in its own thread."""
+
+    def __init__(
+        self,
+        reader: CameraReader,
+        inspector: Inspector,
+        sink: VerdictSink,
+        metrics: NodeMetrics | None = None,
+    ) -> None:
+        self.reader = reader
+        self.inspector = inspector
+        self.sink = sink
+        self.metrics = metrics
+        self.processed = 0
+        self.finished = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="camera-loop", daemon=True)
+
+    def start(self) -> None:
+        """Start the reader and the loop."""
+        self.reader.start()
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop reading and inspecting; the frame in hand is finished first."""
+        self._stop.set()
+        self.reader.stop(timeout_s)
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                if not self.inspector.slot.wait_loaded(_POLL_S):
+                    continue
+                frame = self.reader.get(_POLL_S)
+                if frame is None:
+                    if self.reader.finished:
+                        return
+                    continue
+                try:
+                    inspection = self.inspector.inspect_image(
+                        frame.image,
+                        frame_id=f"{frame.captured_at_ms}-{frame.index}",
+                        captured_at_ms=frame.captured_at_ms,
+                    )
+                except (NoModelLoaded, EngineError) as exc:
+                    logger.error("camera frame not inspected index=%d reason=%s", frame.index, exc)
+                    continue
+                self.processed += 1
+                if self.metrics:
+                    self.metrics.observe(inspection.frame, inspection.inference_ms, "camera")
+                self.sink.handle(inspection.frame)
+        finally:
+            self.finished.set()
+            logger.info("camera loop finished processed=%d", self.processed)
+
+
+class EdgeNode:
+    """Everything ``linewatch-edge serve`` runs, started and stopped as one."""
+
+    def __init__(
+        self,
+        settings: EdgeSettings,
+        *,
+        source: FrameSource | None = None,
+        sinks: Sequence[VerdictSink] | None = None,
+        metrics: NodeMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.identity = NodeIdentity(site=settings.site, line=settings.line, node=settings.node)
+        self.metrics = metrics or NodeMetrics()
+        self.slot = ModelSlot()
+        self.slot.add_listener(self.metrics.set_model)
+        self.inspector = Inspector(self.slot, max_pixels=settings.max_pixels)
+        if sinks is None:
+            sinks = [self._default_record()]
+        self.dispatcher = SinkDispatcher(sinks, maxsize=settings.sink_queue, metrics=self.metrics)
+        if source is None and settings.camera is not None:
+            source = open_source(settings.camera, loop=settings.loop)
+        self.camera: CameraLoop | None = None
+        if source is not None:
+            reader = CameraReader(
+                source,
+                queue_size=settings.camera_queue,
+                backoff=Backoff(settings.reconnect_initial_s, settings.reconnect_max_s),
+                metrics=self.metrics,
+            )
+            self.camera = CameraLoop(reader, self.inspector, self.dispatcher, self.metrics)
+        self.server: NodeServer | None = None
+        self.port = 0
+        self.metrics_server: MetricsServer | None = None
+
+    def _default_record(self) -> LocalRecord:
+        return LocalRecord(
+            self.settings.record_dir,
+            keep_verdicts=self.settings.record_verdicts,
+            quota_bytes=int(self.settings.record_quota_mb * 1024 * 1024),
+            metrics=self.metrics,
+        )
+
+    def load(self, bundle: ModelBundle | Path) -> ActiveModel:
+        """Load, warm up and activate a bundle (a directory, a tar or a loaded bundle).
+
+        Raises:
+            BundleError: the bundle cannot be read or verified.
+            EngineError: ONNX Runtime cannot run it.
+        """
+        loaded = bundle if isinstance(bundle, ModelBundle) else load_bundle(bundle)
+        return activate_bundle(self.slot, loaded, engine_options(self.settings))
+
+    def start(self, *, grpc_address: str | None = None) -> int:
+        """Start gRPC, metrics and the camera loop; return the gRPC port."""
+        self.server, self.port = build_server(
+            self.inspector,
+            self.settings,
+            sink=self.dispatcher,
+            metrics=self.metrics,
+            address=grpc_address,
+        )
+        address = self.settings.metrics_address
+        if address is not None:
+            self.metrics_server = serve_metrics(self.metrics, *address)
+        if self.camera is not None:
+            self.camera.start()
+        return self.port
+
+    def stop(self, grace_s: float | None = None) -> None:
+        """Graceful stop: NOT_SERVING, finish in-flight calls, stop the camera, flush sinks."""
+        grace = self.settings.shutdown_grace_s if grace_s is None else grace_s
+        if self.server is not None:
+            self.server.stop(grace)
+        if self.camera is not None:
+            self.camera.stop()
+        self.dispatcher.close()
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
+        logger.info("node stopped node=%s", self.identity.node)

@@ -1,0 +1,354 @@
+"""The node's gRPC face: InspectionService, grpc.health.v1, reflection.
+
+Servicers are thin (message -> domain call -> message); one interceptor turns
+domain errors into status codes. Streams are pipelined: a reader thread takes
+requests off the wire and hands each to the inspection pool while earlier ones
+are still running (ONNX Runtime and OpenCV release the GIL), and responses go
+back in request order.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from linewatch.v1 import common_pb2, inspection_pb2, inspection_pb2_grpc
+
+from edge.errors import ConfigError, ImageDecodeError, ImageTooLarge, NoModelLoaded
+from edge.frames import VerdictSink
+from edge.inspector import Inspection, Inspector
+from edge.metrics import NodeMetrics
+from edge.model_slot import ActiveModel
+from edge.policy import Verdict
+from edge.settings import EdgeSettings
+from edge.visualize import anomaly_map_png, overlay_jpeg
+
+__all__ = [
+    "SERVICE_NAME",
+    "ErrorMappingInterceptor",
+    "InspectionServicer",
+    "NodeServer",
+    "build_server",
+    "status_for",
+]
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = inspection_pb2.DESCRIPTOR.services_by_name["InspectionService"].full_name
+_OUR_METHODS = f"/{SERVICE_NAME}/"
+_VERDICTS = {
+    Verdict.NORMAL: common_pb2.VERDICT_NORMAL,
+    Verdict.UNCERTAIN: common_pb2.VERDICT_UNCERTAIN,
+    Verdict.ABNORMAL: common_pb2.VERDICT_ABNORMAL,
+}
+_INTERNAL_MESSAGE = "internal error on the node; the node log has the details"
+
+
+def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The gRPC status for a domain error; anything unexpected is INTERNAL, generic."""
+    if isinstance(exc, ImageDecodeError):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    if isinstance(exc, ImageTooLarge):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
+    if isinstance(exc, NoModelLoaded):
+        return grpc.StatusCode.FAILED_PRECONDITION, str(exc)
+    return grpc.StatusCode.INTERNAL, _INTERNAL_MESSAGE
+
+
+class ErrorMappingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Maps exceptions out of InspectionService methods to status codes."""
+
+    def __init__(self, metrics: NodeMetrics | None = None) -> None:
+        self.metrics = metrics
+
+    def intercept_service(
+        self, continuation: Callable[[Any], Any], handler_call_details: Any
+    ) -> Any:
+        """Wrap our service's handlers; health and reflection pass through untouched."""
+        handler = continuation(handler_call_details)
+        method = str(handler_call_details.method)
+        if handler is None or not method.startswith(_OUR_METHODS):
+            return handler
+        codec = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(handler.unary_unary, method), **codec
+            )
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                self._wrap_stream(handler.stream_stream, method), **codec
+            )
+        return handler
+
+    def _abort(self, context: grpc.ServicerContext, exc: Exception, method: str) -> None:
+        code, message = status_for(exc)
+        if code is grpc.StatusCode.INTERNAL:
+            logger.error("unexpected error method=%s", method, exc_info=exc)
+        if self.metrics:
+            self.metrics.requests_failed.labels(code=code.name).inc()
+        context.abort(code, message)
+
+    def _wrap_unary(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+        def unary(request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                return behavior(request, context)
+            except Exception as exc:  # mapped to a status; INTERNAL ones are logged
+                self._abort(context, exc, method)
+                raise  # unreachable: abort raises
+
+        return unary
+
+    def _wrap_stream(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+        def stream(request_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            try:
+                yield from behavior(request_iterator, context)
+            except Exception as exc:  # mapped to a status; INTERNAL ones are logged
+                self._abort(context, exc, method)
+
+        return stream
+
+
+class InspectionServicer(inspection_pb2_grpc.InspectionServiceServicer):
+    """Inspect, InspectStream and GetModelInfo over the shared ``Inspector``."""
+
+    def __init__(
+        self,
+        inspector: Inspector,
+        pool: ThreadPoolExecutor,
+        *,
+        sink: VerdictSink | None = None,
+        metrics: NodeMetrics | None = None,
+        stream_window: int = 4,
+    ) -> None:
+        self.inspector = inspector
+        self.pool = pool
+        self.sink = sink
+        self.metrics = metrics
+        self.stream_window = stream_window
+
+    def Inspect(
+        self, request: inspection_pb2.InspectRequest, context: grpc.ServicerContext
+    ) -> inspection_pb2.InspectResponse:
+        """One image in, one verdict out."""
+        return self._handle(request)
+
+    def InspectStream(
+        self, request_iterator: Iterator[inspection_pb2.InspectRequest], context: Any
+    ) -> Iterator[inspection_pb2.InspectResponse]:
+        """Responses in request order; up to ``stream_window`` frames in flight."""
+        pending: queue.Queue[Future[inspection_pb2.InspectResponse] | None] = queue.Queue(
+            maxsize=self.stream_window
+        )
+        stop = threading.Event()
+        reader = threading.Thread(
+            target=self._read_stream,
+            args=(request_iterator, pending, stop),
+            name="inspect-stream-reader",
+            daemon=True,
+        )
+        reader.start()
+        try:
+            while (future := pending.get()) is not None:
+                yield future.result()
+        finally:
+            stop.set()
+
+    def _read_stream(
+        self,
+        request_iterator: Iterator[inspection_pb2.InspectRequest],
+        pending: queue.Queue[Future[inspection_pb2.InspectResponse] | None],
+        stop: threading.Event,
+    ) -> None:
+        try:
+            for request in request_iterator:
+                future = self.pool.submit(self._handle, request)
+                if not _put_until(pending, future, stop):
+                    return
+        except (grpc.RpcError, ValueError) as exc:  # the call ended under us (cancel, deadline)
+            logger.debug("stream ended while reading requests reason=%r", exc)
+        finally:
+            _put_until(pending, None, stop)
+
+    def GetModelInfo(
+        self, request: inspection_pb2.GetModelInfoRequest, context: grpc.ServicerContext
+    ) -> inspection_pb2.ModelInfo:
+        """The active model, its thresholds and providers."""
+        active = self.inspector.slot.current()
+        manifest = active.bundle.manifest
+        return inspection_pb2.ModelInfo(
+            model=_model_ref(active),
+            input_height=manifest.input.height,
+            input_width=manifest.input.width,
+            threshold=active.policy.threshold,
+            uncertain_low=active.policy.uncertain_low,
+            providers=list(active.engine.providers),
+            created_at=manifest.created_at,
+            decision_method=active.policy.method,
+        )
+
+    def _handle(self, request: inspection_pb2.InspectRequest) -> inspection_pb2.InspectResponse:
+        inspection = self._inspect(request)
+        frame = inspection.frame
+        if self.metrics:
+            self.metrics.observe(frame, inspection.inference_ms, "grpc")
+        if self.sink:
+            self.sink.handle(frame)
+        response = inspection_pb2.InspectResponse(
+            frame_id=frame.frame_id,
+            verdict=_VERDICTS[frame.verdict],
+            image_score=frame.image_score,
+            threshold=frame.threshold,
+            uncertain_low=frame.uncertain_low,
+            model=common_pb2.ModelRef(
+                name=frame.model.name,
+                version=frame.model.version,
+                model_sha256=frame.model.model_sha256,
+            ),
+            latency_ms=frame.latency_ms,
+            inference_ms=inspection.inference_ms,
+        )
+        if request.want_anomaly_map:
+            response.anomaly_map_png = anomaly_map_png(frame.anomaly_map, frame.threshold)
+        if request.want_overlay:
+            response.overlay_jpeg = overlay_jpeg(frame.image, frame.anomaly_map, frame.threshold)
+        return response
+
+    def _inspect(self, request: inspection_pb2.InspectRequest) -> Inspection:
+        kind = request.WhichOneof("image")
+        if kind == "encoded":
+            return self.inspector.inspect_encoded(request.encoded, frame_id=request.frame_id)
+        if kind == "raw":
+            raw = request.raw
+            return self.inspector.inspect_raw(
+                raw.height, raw.width, raw.channels, raw.pixels, frame_id=request.frame_id
+            )
+        msg = "request: no image; set either `encoded` (PNG/JPEG bytes) or `raw` (pixels)"
+        raise ImageDecodeError(msg)
+
+
+def _put_until(target: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
+    """Put into a bounded queue unless ``stop`` is set first; return whether it went in."""
+    while not stop.is_set():
+        try:
+            target.put(item, timeout=0.1)
+        except queue.Full:
+            continue
+        return True
+    return False
+
+
+def _model_ref(active: ActiveModel) -> common_pb2.ModelRef:
+    identity = active.identity
+    return common_pb2.ModelRef(
+        name=identity.name, version=identity.version, model_sha256=identity.model_sha256
+    )
+
+
+class NodeServer:
+    """A started gRPC server with its health servicer and inspection pool."""
+
+    def __init__(
+        self, server: grpc.Server, health_servicer: health.HealthServicer, pool: ThreadPoolExecutor
+    ) -> None:
+        self.server = server
+        self.health = health_servicer
+        self.pool = pool
+
+    def set_serving(self, serving: bool) -> None:
+        """Report SERVING or NOT_SERVING for the node and the InspectionService."""
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for service in ("", SERVICE_NAME):
+            self.health.set(service, status)
+
+    def stop(self, grace_s: float) -> None:
+        """Say NOT_SERVING, let in-flight calls finish within ``grace_s``, then stop."""
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace_s).wait()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        logger.info("grpc server stopped grace_s=%.1f", grace_s)
+
+    def wait_for_termination(self, timeout_s: float | None = None) -> bool:
+        """Block until the server stops; True if it did within ``timeout_s``."""
+        return bool(self.server.wait_for_termination(timeout_s))
+
+
+def build_server(
+    inspector: Inspector,
+    settings: EdgeSettings,
+    *,
+    sink: VerdictSink | None = None,
+    metrics: NodeMetrics | None = None,
+    address: str | None = None,
+) -> tuple[NodeServer, int]:
+    """Build and start the node's gRPC server.
+
+    Health is NOT_SERVING until the inspector's slot holds a warmed model, and
+    follows every swap after that.
+
+    Args:
+        inspector: the shared inspection path.
+        settings: worker counts, stream window, message size limit, address.
+        sink: receives every inspected frame (the node's fan-out).
+        metrics: the node's metrics.
+        address: overrides ``settings.grpc`` (tests pass ``127.0.0.1:0``).
+
+    Returns:
+        The started server and the port it bound.
+
+    Raises:
+        ConfigError: the address cannot be bound.
+    """
+    pool = ThreadPoolExecutor(settings.inference_workers, thread_name_prefix="inspect")
+    limits = [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+    ]
+    server = grpc.server(
+        ThreadPoolExecutor(settings.grpc_workers, thread_name_prefix="grpc"),
+        interceptors=[ErrorMappingInterceptor(metrics)],
+        options=limits,
+    )
+    servicer = InspectionServicer(
+        inspector, pool, sink=sink, metrics=metrics, stream_window=settings.stream_window
+    )
+    inspection_pb2_grpc.add_InspectionServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (
+            SERVICE_NAME,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+    bind = address or settings.grpc
+    try:
+        port = server.add_insecure_port(bind)
+    except RuntimeError as exc:
+        port = 0
+        logger.debug("bind failed address=%s reason=%s", bind, exc)
+    if port == 0:
+        pool.shutdown(wait=False)
+        msg = f"grpc: cannot listen on {bind}; is the port in use or the host wrong?"
+        raise ConfigError(msg)
+    node_server = NodeServer(server, health_servicer, pool)
+    node_server.set_serving(False)
+    inspector.slot.add_listener(lambda active: node_server.set_serving(active is not None))
+    server.start()
+    logger.info("grpc serving address=%s port=%d", bind, port)
+    return node_server, port

@@ -1,0 +1,161 @@
+"""Settings of one edge node: flags override the environment, which overrides the file.
+
+Every option of ``linewatch-edge serve`` lives here, so a node can be run from a
+TOML file (``--config node.toml``), from ``LINEWATCH_*`` environment variables
+(the Kubernetes way) or from flags. Modules receive an ``EdgeSettings``; none
+of them reads the environment.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from edge.errors import ConfigError
+
+__all__ = ["EdgeSettings", "load_settings"]
+
+# Never the working directory: a node started from anywhere keeps its state in one place.
+_DATA_DIR = Path("~/.local/share/linewatch").expanduser()
+
+
+class EdgeSettings(BaseSettings):
+    """Everything one inference node needs; defaults run the demo on one machine."""
+
+    model_config = SettingsConfigDict(env_prefix="LINEWATCH_", extra="forbid", frozen=True)
+
+    # What to run and where it stands.
+    bundle: Path | None = Field(default=None, description="model bundle directory or .tar")
+    camera: str | None = Field(
+        default=None, description="video file, image folder, RTSP/HTTP URL or USB index"
+    )
+    loop: bool = Field(default=False, description="replay a file or folder source forever")
+    site: str = "site"
+    line: str = "line"
+    node: str = "node"
+
+    # gRPC.
+    grpc: str = Field(default="127.0.0.1:50051", description="host:port to listen on")
+    grpc_workers: int = Field(default=8, ge=1, description="threads serving RPCs")
+    inference_workers: int = Field(default=2, ge=1, description="threads running inspections")
+    stream_window: int = Field(default=4, ge=1, description="in-flight frames per stream")
+    max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_pixels: int = Field(default=25_000_000, ge=1)
+    shutdown_grace_s: float = Field(default=10.0, ge=0.0)
+
+    # Engine.
+    providers: list[str] | None = Field(
+        default=None, description="execution providers in order; default TensorRT, CUDA, CPU"
+    )
+    intra_op_threads: int = Field(default=0, ge=0, description="0: ONNX Runtime's choice")
+    inter_op_threads: int = Field(default=1, ge=1)
+    tensorrt_cache_dir: Path | None = None
+    tensorrt_fp16: bool = False
+    warmup_runs: int = Field(default=3, ge=1)
+
+    # Camera loop.
+    camera_queue: int = Field(default=2, ge=1, description="frames buffered from a live source")
+    reconnect_initial_s: float = Field(default=0.5, gt=0.0)
+    reconnect_max_s: float = Field(default=30.0, gt=0.0)
+    sink_queue: int = Field(default=256, ge=1, description="frames waiting for the sinks")
+
+    # Local record of decisions.
+    record_dir: Path = Field(default_factory=lambda: _DATA_DIR / "record")
+    record_verdicts: int = Field(default=10_000, ge=1, description="last N verdicts kept")
+    record_quota_mb: float = Field(default=512.0, gt=0.0)
+
+    # Metrics.
+    metrics: str | None = Field(default=None, description="[host]:port of /metrics; off if unset")
+
+    # Used by later parts: MQTT outbox and model push (declared here, one settings class).
+    mqtt_url: str | None = None
+    mqtt_user: str | None = None
+    mqtt_password: str | None = None
+    mqtt_tls_ca: Path | None = None
+    outbox_dir: Path = Field(default_factory=lambda: _DATA_DIR / "outbox")
+    outbox_quota_mb: float = Field(default=256.0, gt=0.0)
+    model_dir: Path | None = None
+    trusted_key: Path | None = None
+
+    @field_validator("grpc")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            msg = f"grpc address {value!r} is not host:port (e.g. 0.0.0.0:50051)"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        _, _, port = value.rpartition(":")
+        if not port.isdigit() or not 0 <= int(port) <= 65535:
+            msg = f"metrics address {value!r} is not [host]:port (e.g. :9100)"
+            raise ValueError(msg)
+        return value
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """``(host, port)`` of the metrics endpoint, or None when off."""
+        if self.metrics is None:
+            return None
+        host, _, port = self.metrics.rpartition(":")
+        return host or "0.0.0.0", int(port)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Flags (init) over environment over the TOML file, if one was given."""
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> EdgeSettings:
+    """Build settings from flags, the environment and an optional TOML file.
+
+    Args:
+        config_file: a TOML file with top-level keys named like the fields.
+        **overrides: values from flags; None means "not given" and is ignored.
+
+    Raises:
+        ConfigError: a missing or unreadable file, or a value that does not validate,
+            named in one line.
+    """
+    given = {key: value for key, value in overrides.items() if value is not None}
+    settings_cls: type[EdgeSettings] = EdgeSettings
+    if config_file is not None:
+        try:
+            with config_file.open("rb") as handle:
+                tomllib.load(handle)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            msg = f"config {config_file}: cannot read it as TOML ({exc})"
+            raise ConfigError(msg) from exc
+        config = SettingsConfigDict(**{**EdgeSettings.model_config, "toml_file": config_file})
+        settings_cls = type("EdgeSettingsFromFile", (EdgeSettings,), {"model_config": config})
+    try:
+        return settings_cls(**given)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "settings"
+        msg = (
+            f"setting {where!r}: {first['msg']} (got {first.get('input')!r}); fix the flag, "
+            "the LINEWATCH_ variable or the config file"
+        )
+        raise ConfigError(msg) from exc

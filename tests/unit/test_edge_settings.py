@@ -1,0 +1,52 @@
+"""EdgeSettings: flags over environment over file; bad values fail in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge.errors import ConfigError
+from edge.settings import EdgeSettings, load_settings
+
+
+def test_defaults_run_without_anything() -> None:
+    settings = EdgeSettings()
+    assert settings.grpc == "127.0.0.1:50051"
+    assert settings.metrics_address is None
+    assert settings.mqtt_url is None
+    assert settings.record_dir.is_absolute()  # never the working directory
+
+
+def test_flags_override_environment_override_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "node.toml"
+    config.write_text('site = "from-file"\nline = "file-line"\nnode = "file-node"\n')
+    monkeypatch.setenv("LINEWATCH_LINE", "env-line")
+    monkeypatch.setenv("LINEWATCH_NODE", "env-node")
+    settings = load_settings(config, node="flag-node", site=None)
+    assert (settings.site, settings.line, settings.node) == ("from-file", "env-line", "flag-node")
+
+
+def test_metrics_address_parses_port_only() -> None:
+    assert EdgeSettings(metrics=":9100").metrics_address == ("0.0.0.0", 9100)
+    assert EdgeSettings(metrics="127.0.0.1:0").metrics_address == ("127.0.0.1", 0)
+
+
+def test_bad_grpc_address_is_one_readable_line() -> None:
+    with pytest.raises(ConfigError, match=r"setting 'grpc'.*not host:port") as info:
+        load_settings(None, grpc="nonsense")
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_key_in_file_is_named(tmp_path: Path) -> None:
+    config = tmp_path / "node.toml"
+    config.write_text("cameraa = 3\n")
+    with pytest.raises(ConfigError, match="cameraa"):
+        load_settings(config)
+
+
+def test_missing_config_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"missing\.toml"):
+        load_settings(tmp_path / "missing.toml")

@@ -1,1 +1,69 @@
-"""linewatch train commands."""
+"""linewatch train: fit a detector on good images, evaluate it, log it to MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cloud.cli.app import app
+from cloud.cli.commands.registry import quiet_mlflow
+from cloud.cli.progress import staged_progress
+
+_TRACKING_HELP = "MLflow tracking URI (default: MLFLOW_TRACKING_URI, else var/mlflow/mlflow.db)."
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option("--data", help="Dataset folder in the MVTec AD layout.")],
+    out: Annotated[Path, typer.Option("--out", help="Bundle directory to write.")],
+    name: Annotated[str | None, typer.Option(help="Model name (default: data folder).")] = None,
+    register: Annotated[bool, typer.Option(help="Also register a new MLflow version.")] = False,
+    input_size: Annotated[int, typer.Option(help="Square model input, pixels.")] = 224,
+    max_bank_size: Annotated[int, typer.Option(help="Memory bank entries (speed).")] = 2048,
+    target_false_alarm_rate: Annotated[
+        float, typer.Option(help="Share of good parts allowed to alarm; sets the threshold.")
+    ] = 0.05,
+    band_margin: Annotated[
+        float, typer.Option(help="Uncertain band below the threshold, in std of good parts.")
+    ] = 0.75,
+    seed: Annotated[int, typer.Option(help="Seed of the split and the coreset.")] = 0,
+    skip_unreadable: Annotated[
+        bool, typer.Option(help="Skip images that do not decode instead of stopping.")
+    ] = False,
+    tracking_uri: Annotated[str | None, typer.Option(help=_TRACKING_HELP)] = None,
+) -> None:
+    """Learn what normal looks like from DATA/train/good and write a ModelBundle.
+
+    When DATA/test exists the bundle is evaluated on it and the figures go into
+    the manifest; every run is logged to MLflow with its parameters and data digest.
+    """
+    from cloud.train import TrainSettings, train_bundle  # torch loads only for this command
+    from cloud.training_run import record_training
+
+    settings = TrainSettings(
+        input_size=input_size,
+        max_bank_size=max_bank_size,
+        target_false_alarm_rate=target_false_alarm_rate,
+        band_margin=band_margin,
+        seed=seed,
+        skip_unreadable=skip_unreadable,
+    )
+    with staged_progress() as report:
+        bundle = train_bundle(data, out, name=name, settings=settings, progress=report)
+        quiet_mlflow()
+        recorded = record_training(
+            bundle, data, settings, tracking_uri=tracking_uri, register=register, progress=report
+        )
+    decision = bundle.manifest.decision
+    typer.echo(
+        f"bundle {out}: model {bundle.manifest.name}, memory bank "
+        f"{bundle.manifest.detector['memory_bank_size']} patches, threshold "
+        f"{decision.threshold:.2f}, uncertain from {decision.uncertain_low:.2f}"
+    )
+    for key, value in recorded.metrics.items():
+        typer.echo(f"  {key}: {value:.4f}")
+    typer.echo(f"MLflow run {recorded.run_id} ({recorded.tracking_uri})")
+    if recorded.version is not None:
+        typer.echo(f"registered {bundle.manifest.name} version {recorded.version}")

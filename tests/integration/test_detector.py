@@ -1,0 +1,95 @@
+"""The detector end to end: training, ONNX parity with torch, golden images, quality."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from cloud.dataset import load_layout
+from cloud.detector import export_onnx
+from cloud.golden import paint_defect
+from cloud.train import TrainSettings, fit_model
+from edge.bundle import ModelBundle
+from edge.engine import InferenceEngine
+from edge.golden import check_golden
+from edge.imaging import read_image, resize_for_model
+from edge.policy import Verdict
+
+pytestmark = pytest.mark.integration
+SIZE = 128
+
+
+def _resized(paths: tuple[Path, ...] | list[Path]) -> list[np.ndarray]:
+    return [resize_for_model(read_image(path), SIZE, SIZE) for path in paths]
+
+
+def test_onnx_runtime_agrees_with_torch(synthetic_dataset: Path, tmp_path: Path) -> None:
+    layout = load_layout(synthetic_dataset)
+    images = _resized(layout.train_good[:10])
+    settings = TrainSettings(input_size=SIZE, max_bank_size=256, min_calibration_images=3)
+    model, _ = fit_model(images[:7], images[7:], settings)
+    path = export_onnx(model, tmp_path / "model.onnx")
+
+    probe = [*_resized([item.path for item in layout.test[:3]]), paint_defect(images[0], seed=3)]
+    batch = np.stack(probe)
+    with torch.no_grad():
+        torch_scores, torch_maps = model(torch.from_numpy(batch))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    onnx_scores, onnx_maps = session.run(["image_score", "anomaly_map"], {"image": batch})
+
+    assert onnx_maps.shape == (len(probe), SIZE, SIZE)
+    np.testing.assert_allclose(onnx_scores, torch_scores.numpy(), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(onnx_maps, torch_maps.numpy(), rtol=1e-3, atol=2e-3)
+
+
+def test_bundle_reproduces_its_golden_images(trained_bundle: ModelBundle) -> None:
+    engine = InferenceEngine(trained_bundle)
+    check = check_golden(engine, trained_bundle)
+    assert check.passed, check.detail
+    assert check.n_images == 3
+    golden = {item.file: item.image_score for item in trained_bundle.manifest.golden}
+    assert golden["golden/defect_0.png"] > trained_bundle.manifest.decision.threshold
+    assert golden["golden/good_0.png"] < golden["golden/defect_0.png"]
+
+
+def test_manifest_records_calibration_and_policy(trained_bundle: ModelBundle) -> None:
+    manifest = trained_bundle.manifest
+    assert manifest.decision.uncertain_low < manifest.decision.threshold
+    assert manifest.decision.target_false_alarm_rate == pytest.approx(0.05)
+    assert "quantile" in manifest.decision.method
+    assert manifest.calibration.n_images >= 3
+    assert manifest.training_data["n_train_good"] == 24
+    assert len(manifest.training_data["digest"]) == 64
+    assert manifest.detector["memory_bank_size"] <= 512
+
+
+def test_separates_defects_from_good_parts(
+    trained_bundle: ModelBundle, synthetic_dataset: Path
+) -> None:
+    layout = load_layout(synthetic_dataset, require_test=True)
+    engine = InferenceEngine(trained_bundle)
+    result = engine.infer_images([read_image(item.path) for item in layout.test])
+    labels = [item.is_anomalous for item in layout.test]
+    assert roc_auc_score(labels, result.image_scores) >= 0.9
+    # The anomaly map is hottest inside the painted defect, not elsewhere.
+    painted = paint_defect(resize_for_model(read_image(layout.train_good[0]), SIZE, SIZE), seed=5)
+    verdict = trained_bundle.manifest.decision.decide(
+        float(engine.infer_images([painted]).image_scores[0])
+    )
+    assert verdict is Verdict.ABNORMAL
+
+
+@pytest.mark.parametrize("shape", [(77, 301), (400, 90, 3), (128, 128, 4)])
+def test_any_size_grey_or_colour(trained_bundle: ModelBundle, shape: tuple[int, ...]) -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, shape, dtype=np.uint8)
+    from edge.imaging import to_bgr
+
+    result = InferenceEngine(trained_bundle).infer_images([to_bgr(image)])
+    assert result.anomaly_maps.shape == (1, SIZE, SIZE)
+    assert np.isfinite(result.image_scores).all()

@@ -1,0 +1,219 @@
+"""The database: nodes, what they flagged, what experts said, and what was deployed where.
+
+SQLAlchemy 2 typed ORM models; Alembic migrations in ``cloud.db.migrations``
+create the same tables (a test compares them). Message ids from the edge are
+the primary keys of alerts and samples, so storing a resent message is a no-op.
+Times are timezone-aware UTC on the way out, whatever the engine keeps.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = [
+    "Alert",
+    "Base",
+    "Deployment",
+    "DeploymentTarget",
+    "ModelVersion",
+    "Node",
+    "Review",
+    "ReviewState",
+    "Sample",
+    "UtcDateTime",
+    "utc_now",
+]
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A UTC timestamp: stored naive UTC (SQLite keeps no zone), read back aware."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            msg = f"timestamp {value.isoformat()} has no timezone; pass an aware UTC datetime"
+            raise ValueError(msg)
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class ReviewState(StrEnum):
+    """Where a sample stands in the AI team's review queue."""
+
+    PENDING = "pending"
+    REVIEWED = "reviewed"
+    SKIPPED = "skipped"
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every Linewatch table."""
+
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UtcDateTime}
+
+
+class Node(Base):
+    """One edge node, keyed by where it stands; updated by status, alerts and samples."""
+
+    __tablename__ = "nodes"
+    __table_args__ = (UniqueConstraint("site", "line", "node", name="uq_nodes_site_line_node"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    site: Mapped[str] = mapped_column(String(128))
+    line: Mapped[str] = mapped_column(String(128))
+    node: Mapped[str] = mapped_column(String(128))
+    grpc_address: Mapped[str] = mapped_column(String(256), default="")
+    online: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_seen_at: Mapped[datetime | None]
+    status_at: Mapped[datetime | None]  # time of the status that set ``online``
+    model_name: Mapped[str] = mapped_column(String(256), default="")
+    model_version: Mapped[str] = mapped_column(String(64), default="")
+    frames_processed: Mapped[int] = mapped_column(BigInteger, default=0)
+    outbox_backlog: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class ModelVersion(Base):
+    """A registered model version (MLflow name and version) the fleet may run."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_model_versions_name_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(256))
+    version: Mapped[str] = mapped_column(String(64))
+    model_sha256: Mapped[str] = mapped_column(String(64), default="")
+    mlflow_run_id: Mapped[str] = mapped_column(String(64), default="")
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class Alert(Base):
+    """An abnormal frame an operator must hear about; the id is the edge's message id."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id"), index=True)
+    frame_id: Mapped[str] = mapped_column(String(256))
+    captured_at: Mapped[datetime] = mapped_column(index=True)
+    received_at: Mapped[datetime] = mapped_column(default=utc_now)
+    verdict: Mapped[str] = mapped_column(String(16))
+    image_score: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    model_name: Mapped[str] = mapped_column(String(256))
+    model_version: Mapped[str] = mapped_column(String(64))
+    model_sha256: Mapped[str] = mapped_column(String(64), default="")
+    thumbnail_path: Mapped[str | None] = mapped_column(String(512))
+    sample_id: Mapped[str | None] = mapped_column(String(64), index=True)  # may arrive later
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128))
+
+    node: Mapped[Node] = relationship()
+
+
+class Sample(Base):
+    """An uncertain or abnormal frame with its image and map, waiting for review."""
+
+    __tablename__ = "samples"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id"), index=True)
+    frame_id: Mapped[str] = mapped_column(String(256))
+    captured_at: Mapped[datetime] = mapped_column(index=True)
+    received_at: Mapped[datetime] = mapped_column(default=utc_now)
+    verdict: Mapped[str] = mapped_column(String(16), index=True)
+    image_score: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    uncertain_low: Mapped[float] = mapped_column(Float)
+    model_name: Mapped[str] = mapped_column(String(256))
+    model_version: Mapped[str] = mapped_column(String(64))
+    model_sha256: Mapped[str] = mapped_column(String(64), default="")
+    image_path: Mapped[str] = mapped_column(String(512))
+    image_sha256: Mapped[str] = mapped_column(String(64))
+    heatmap_path: Mapped[str | None] = mapped_column(String(512))
+    heatmap_sha256: Mapped[str | None] = mapped_column(String(64))
+    extra: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
+    review_state: Mapped[str] = mapped_column(String(16), default=ReviewState.PENDING, index=True)
+    reviewed_at: Mapped[datetime | None]
+    label: Mapped[str | None] = mapped_column(String(64))
+
+    node: Mapped[Node] = relationship()
+
+
+class Review(Base):
+    """One expert's judgement of a sample (a sample may be reviewed more than once)."""
+
+    __tablename__ = "reviews"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sample_id: Mapped[str] = mapped_column(ForeignKey("samples.id"), index=True)
+    reviewer: Mapped[str] = mapped_column(String(128))
+    label: Mapped[str] = mapped_column(String(64))
+    defect_type: Mapped[str | None] = mapped_column(String(128))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class Deployment(Base):
+    """A rollout of one model version to a set of nodes."""
+
+    __tablename__ = "deployments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    state: Mapped[str] = mapped_column(String(32), default="pending")
+    requested_by: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    finished_at: Mapped[datetime | None]
+
+    targets: Mapped[list[DeploymentTarget]] = relationship(back_populates="deployment")
+
+
+class DeploymentTarget(Base):
+    """One node's progress and outcome within a deployment."""
+
+    __tablename__ = "deployment_targets"
+    __table_args__ = (
+        UniqueConstraint("deployment_id", "node_id", name="uq_deployment_targets_node"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id"), index=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id"), index=True)
+    state: Mapped[str] = mapped_column(String(32), default="pending")
+    bytes_sent: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    outcome: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    deployment: Mapped[Deployment] = relationship(back_populates="targets")

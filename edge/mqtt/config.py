@@ -1,0 +1,96 @@
+"""How a node reaches its broker and where it keeps what it has not sent yet.
+
+Built from the same URL a person types (``mqtt://host:1883``, ``mqtts://host:8883``)
+so that the node's settings stay a handful of strings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from edge.errors import ConfigError
+from edge.frames import NodeIdentity
+
+__all__ = ["MqttConfig", "topic_for"]
+
+_DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+TOPIC_ROOT = "linewatch"
+
+
+def topic_for(identity: NodeIdentity, kind: str) -> str:
+    """Return ``linewatch/<site>/<line>/<node>/<kind>`` for one node."""
+    return f"{TOPIC_ROOT}/{identity.site}/{identity.line}/{identity.node}/{kind}"
+
+
+class MqttConfig(BaseModel):
+    """Broker address, credentials, outbox location and the publisher's pacing."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str
+    port: int = Field(default=1883, gt=0, lt=65536)
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+    tls_ca: Path | None = None
+    outbox_dir: Path = Path("var/outbox")
+    outbox_quota_bytes: int = Field(default=1 << 30, gt=0)
+    keepalive_s: int = Field(default=30, ge=5)
+    heartbeat_interval_s: float = Field(default=10.0, gt=0.0)
+    inflight_window: int = Field(default=32, ge=1, le=65535)
+    reconnect_min_delay_s: int = Field(default=1, ge=1)
+    reconnect_max_delay_s: int = Field(default=30, ge=1)
+    client_id: str | None = None
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        tls_ca: Path | None = None,
+        outbox_dir: Path = Path("var/outbox"),
+        outbox_quota_mb: float = 1024.0,
+        **pacing: float | int | str | None,
+    ) -> MqttConfig:
+        """Parse ``mqtt://[user:password@]host[:port]`` or ``mqtts://…`` into a config.
+
+        Args:
+            url: the broker URL; ``mqtts`` turns TLS on.
+            username: overrides a user in the URL.
+            password: overrides a password in the URL.
+            tls_ca: a CA bundle to verify the broker with (implies TLS).
+            outbox_dir: the folder of the durable outbox.
+            outbox_quota_mb: disk quota of the outbox in MiB.
+            **pacing: other fields (``heartbeat_interval_s``, ``inflight_window``, …).
+
+        Raises:
+            ConfigError: a URL that is not ``mqtt://`` or ``mqtts://`` with a host.
+        """
+        parts = urlsplit(url)
+        if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+            msg = (
+                f"MQTT URL {url!r}: expected mqtt://host:port or mqtts://host:port; "
+                "pass --mqtt with a broker address"
+            )
+            raise ConfigError(msg)
+        try:
+            port = parts.port or _DEFAULT_PORTS[parts.scheme]
+        except ValueError as exc:
+            msg = f"MQTT URL {url!r}: the port is not a number in 1-65535"
+            raise ConfigError(msg) from exc
+        return cls(
+            host=parts.hostname,
+            port=port,
+            tls=parts.scheme == "mqtts" or tls_ca is not None,
+            username=username or parts.username,
+            password=password or parts.password,
+            tls_ca=tls_ca,
+            outbox_dir=outbox_dir,
+            outbox_quota_bytes=int(outbox_quota_mb * (1 << 20)),
+            **pacing,  # type: ignore[arg-type]
+        )

@@ -1,0 +1,186 @@
+"""Inspected frames become the protobuf payloads of the MQTT contract.
+
+An abnormal frame gives an ``Alert`` (small, with a thumbnail, so operators hear
+at once) and a ``Sample`` (the lossless frame and its anomaly map, for the AI
+team); an uncertain frame gives a ``Sample`` only; a normal frame gives nothing.
+Every message carries a fresh UUID: the collector stores each id once.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+from linewatch.v1 import common_pb2, messages_pb2
+
+from edge.errors import OutboxError
+from edge.frames import InspectedFrame, NodeIdentity
+from edge.mqtt.config import topic_for
+from edge.mqtt.outbox import OutboxMessage, ShedRank
+from edge.policy import Verdict
+
+__all__ = [
+    "build_alert",
+    "build_offline_status",
+    "build_sample",
+    "build_status",
+    "frame_messages",
+]
+
+_VERDICTS = {
+    Verdict.NORMAL: common_pb2.VERDICT_NORMAL,
+    Verdict.UNCERTAIN: common_pb2.VERDICT_UNCERTAIN,
+    Verdict.ABNORMAL: common_pb2.VERDICT_ABNORMAL,
+}
+_THUMBNAIL_MAX_SIDE_PX = 256
+_THUMBNAIL_JPEG_QUALITY = 80
+
+
+def frame_messages(frame: InspectedFrame, identity: NodeIdentity) -> list[OutboxMessage]:
+    """Return the messages one frame must send, alert first (``seq`` is assigned by the outbox)."""
+    if frame.verdict == Verdict.NORMAL:
+        return []
+    sample = build_sample(frame, identity)
+    abnormal = frame.verdict == Verdict.ABNORMAL
+    sample_message = OutboxMessage(
+        seq=0,
+        msg_id=sample.id,
+        kind="sample",
+        topic=topic_for(identity, "sample"),
+        payload=sample.SerializeToString(),
+        shed_rank=ShedRank.ABNORMAL_SAMPLE if abnormal else ShedRank.UNCERTAIN_SAMPLE,
+        created_at_ms=frame.captured_at_ms,
+    )
+    if not abnormal:
+        return [sample_message]
+    alert = build_alert(frame, identity, sample_id=sample.id)
+    alert_message = OutboxMessage(
+        seq=0,
+        msg_id=alert.id,
+        kind="alert",
+        topic=topic_for(identity, "alert"),
+        payload=alert.SerializeToString(),
+        shed_rank=ShedRank.NEVER,
+        created_at_ms=frame.captured_at_ms,
+    )
+    return [alert_message, sample_message]
+
+
+def build_sample(frame: InspectedFrame, identity: NodeIdentity) -> messages_pb2.Sample:
+    """Return the ``Sample`` of a flagged frame: lossless image, 8-bit map, metadata."""
+    height, width = frame.image.shape[:2]
+    return messages_pb2.Sample(
+        id=str(uuid.uuid4()),
+        site=identity.site,
+        line=identity.line,
+        node=identity.node,
+        frame_id=frame.frame_id,
+        captured_at_ms=frame.captured_at_ms,
+        verdict=_VERDICTS[frame.verdict],
+        image_score=frame.image_score,
+        threshold=frame.threshold,
+        uncertain_low=frame.uncertain_low,
+        model=_model_ref(frame),
+        image_png=_encode(".png", frame.image),
+        anomaly_map_png=_encode(".png", _map_to_u8(frame.anomaly_map, frame.threshold)),
+        metadata={
+            "latency_ms": f"{frame.latency_ms:.3f}",
+            "image_height": str(height),
+            "image_width": str(width),
+        },
+    )
+
+
+def build_alert(
+    frame: InspectedFrame, identity: NodeIdentity, *, sample_id: str
+) -> messages_pb2.Alert:
+    """Return the ``Alert`` of an abnormal frame, with a small overlay thumbnail."""
+    return messages_pb2.Alert(
+        id=str(uuid.uuid4()),
+        site=identity.site,
+        line=identity.line,
+        node=identity.node,
+        frame_id=frame.frame_id,
+        captured_at_ms=frame.captured_at_ms,
+        verdict=_VERDICTS[frame.verdict],
+        image_score=frame.image_score,
+        threshold=frame.threshold,
+        model=_model_ref(frame),
+        thumbnail_jpeg=_thumbnail(frame),
+        sample_id=sample_id,
+    )
+
+
+def build_status(
+    identity: NodeIdentity,
+    *,
+    online: bool,
+    grpc_address: str,
+    counters: dict[str, int],
+    model: common_pb2.ModelRef | None = None,
+    sent_at_ms: int | None = None,
+) -> messages_pb2.NodeStatus:
+    """Return a heartbeat; ``sent_at_ms=0`` (the last will) means "when it arrives"."""
+    state = (
+        messages_pb2.NodeStatus.STATE_ONLINE if online else messages_pb2.NodeStatus.STATE_OFFLINE
+    )
+    return messages_pb2.NodeStatus(
+        id=str(uuid.uuid4()),
+        site=identity.site,
+        line=identity.line,
+        node=identity.node,
+        state=state,
+        sent_at_ms=int(time.time() * 1000) if sent_at_ms is None else sent_at_ms,
+        model=model,
+        grpc_address=grpc_address,
+        frames_processed=max(0, counters.get("frames_processed", 0)),
+        frames_dropped=max(0, counters.get("frames_dropped", 0)),
+        outbox_backlog=max(0, counters.get("outbox_backlog", 0)),
+    )
+
+
+def build_offline_status(identity: NodeIdentity, grpc_address: str) -> messages_pb2.NodeStatus:
+    """Return the last-will payload: OFFLINE, stamped by the collector on arrival."""
+    return build_status(
+        identity, online=False, grpc_address=grpc_address, counters={}, sent_at_ms=0
+    )
+
+
+def _model_ref(frame: InspectedFrame) -> common_pb2.ModelRef:
+    return common_pb2.ModelRef(
+        name=frame.model.name, version=frame.model.version, model_sha256=frame.model.model_sha256
+    )
+
+
+def _map_to_u8(anomaly_map: npt.NDArray[np.float32], threshold: float) -> npt.NDArray[np.uint8]:
+    # The contract: 0..255 over [0, 2 x threshold], so the threshold sits at mid-grey.
+    top = 2.0 * threshold if threshold > 0 else 1.0
+    scaled = np.nan_to_num(np.asarray(anomaly_map, dtype=np.float32), nan=top) * (255.0 / top)
+    return np.clip(np.squeeze(scaled), 0.0, 255.0).astype(np.uint8)
+
+
+def _thumbnail(frame: InspectedFrame) -> bytes:
+    height, width = frame.image.shape[:2]
+    scale = min(1.0, _THUMBNAIL_MAX_SIDE_PX / max(height, width))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = cv2.resize(frame.image, size, interpolation=cv2.INTER_AREA)
+    heat = cv2.applyColorMap(_map_to_u8(frame.anomaly_map, frame.threshold), cv2.COLORMAP_JET)
+    heat = cv2.resize(heat, size, interpolation=cv2.INTER_LINEAR)
+    if small.ndim == 2:
+        small = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)
+    overlay = cv2.addWeighted(small, 0.6, heat, 0.4, 0.0)
+    pixels = np.asarray(overlay, dtype=np.uint8)
+    return _encode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, _THUMBNAIL_JPEG_QUALITY])
+
+
+def _encode(
+    extension: str, pixels: npt.NDArray[np.uint8], params: list[int] | None = None
+) -> bytes:
+    ok, buffer = cv2.imencode(extension, pixels, params or [])
+    if not ok:
+        msg = f"frame image {pixels.shape}: OpenCV cannot encode it as {extension}"
+        raise OutboxError(msg)
+    return bytes(buffer.tobytes())

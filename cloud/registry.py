@@ -34,6 +34,7 @@ from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cloud.errors import RegistryError
+from cloud.signing import DEFAULT_SIGNING_KEY, load_private_key, sign_manifest
 from edge.bundle import MANIFEST_FILE, ModelBundle, load_bundle, write_manifest
 from edge.engine import InferenceEngine
 from edge.errors import ConfigError
@@ -65,6 +66,7 @@ __all__ = [
     "promote",
     "register_bundle",
     "registry_uri",
+    "signing_key_path",
     "tracking_uri",
 ]
 
@@ -110,6 +112,10 @@ class RegistrySettings(BaseSettings):
         default="linewatch",
         min_length=1,
         description="experiment of training and registration runs",
+    )
+    signing_key: Path | None = Field(
+        default=None,
+        description="Ed25519 key that signs registered bundles; None: keys/signing.key if present",
     )
 
 
@@ -334,15 +340,46 @@ def _check_name(name: str) -> None:
         raise RegistryError(msg)
 
 
-def _stage_bundle(bundle: ModelBundle, name: str, version: int, workdir: Path) -> ModelBundle:
-    """Copy the bundle and stamp the registry's name and version into its manifest."""
+def signing_key_path(settings: RegistrySettings) -> Path | None:
+    """The key that signs registrations: the configured one, else ``keys/signing.key`` if present.
+
+    Raises:
+        ConfigError: a configured key file that does not exist.
+    """
+    if settings.signing_key is not None:
+        if not settings.signing_key.is_file():
+            msg = (
+                f"signing key {settings.signing_key}: no such file; create a pair with "
+                "`linewatch keys init --out keys/`"
+            )
+            raise ConfigError(msg)
+        return settings.signing_key
+    return DEFAULT_SIGNING_KEY if DEFAULT_SIGNING_KEY.is_file() else None
+
+
+def _stage_bundle(
+    bundle: ModelBundle, name: str, version: int, workdir: Path, signing_key: Path | None
+) -> ModelBundle:
+    """Copy the bundle, stamp the registry's name and version, and sign the result.
+
+    Stamping changes the manifest, so a signature made earlier no longer holds:
+    the bundle is signed here, after stamping, or left unsigned with a warning.
+    """
     staged = workdir / "bundle"
     shutil.copytree(bundle.directory, staged)
-    if bundle.manifest.signature is not None:
-        logger.warning("dropping the manifest signature on registration model=%s", bundle.label)
     manifest = bundle.manifest.model_copy(
         update={"name": name, "version": str(version), "signature": None, "signing_key_id": None}
     )
+    if signing_key is not None:
+        manifest = sign_manifest(manifest, load_private_key(signing_key))
+        logger.info("bundle signed model=%s:%d key_id=%s", name, version, manifest.signing_key_id)
+    else:
+        logger.info(  # the CLI says UNSIGNED on stdout; a warning here would repeat it
+            "registering an unsigned bundle model=%s:%d; nodes with --trusted-key refuse it "
+            "(create keys with `linewatch keys init`)",
+            name,
+            version,
+        )
     write_manifest(manifest, staged)
     return load_bundle(staged)
 
@@ -383,15 +420,20 @@ def register_bundle(
         run_id: the run to log into; else the manifest's ``training_data.mlflow_run_id``
             when that run exists here, else a new run.
 
+    The stamped manifest is signed with ``settings.signing_key`` (default
+    ``keys/signing.key`` when it exists), so nodes with ``--trusted-key`` accept it.
+
     Returns:
         The new version.
 
     Raises:
         BundleCorrupt: a bundle that fails verification.
+        ConfigError: a configured signing key that is missing or not Ed25519.
         RegistryError: MLflow refused, or another registration took the version number.
     """
     _check_name(name)
     bundle = load_bundle(bundle_dir)
+    key_path = signing_key_path(settings)
     with (
         _mlflow(settings, f"registering {name}") as client,
         tempfile.TemporaryDirectory(prefix="linewatch-register-") as workdir,
@@ -403,7 +445,7 @@ def register_bundle(
                 raise
         existing = _version_numbers(client, name)
         version = (existing[-1] if existing else 0) + 1
-        staged = _stage_bundle(bundle, name, version, Path(workdir))
+        staged = _stage_bundle(bundle, name, version, Path(workdir), key_path)
         reuse = _existing_run(client, run_id or bundle.manifest.training_data.get("mlflow_run_id"))
         if reuse is not None:
             run_context = mlflow.start_run(run_id=reuse)

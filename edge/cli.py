@@ -73,6 +73,16 @@ def serve(  # one flag per setting a user may want on the command line
         bool | None, typer.Option("--loop/--no-loop", help="Replay a file source.")
     ] = None,
     record_dir: Annotated[Path | None, typer.Option(help="Where the local record is kept.")] = None,
+    model_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where pushed bundles live; enables ModelService; survives restarts."),
+    ] = None,
+    trusted_key: Annotated[
+        Path | None, typer.Option(help="The cloud's public key (keys/signing.pub).")
+    ] = None,
+    keep_bundles: Annotated[
+        int | None, typer.Option(min=2, help="Bundles kept in --model-dir for rollback.")
+    ] = None,
 ) -> None:
     """Serve verdicts over gRPC and inspect a camera until SIGTERM or Ctrl-C."""
     settings = load_settings(
@@ -86,6 +96,9 @@ def serve(  # one flag per setting a user may want on the command line
         metrics=metrics,
         loop=loop,
         record_dir=record_dir,
+        model_dir=model_dir,
+        trusted_key=trusted_key,
+        keep_bundles=keep_bundles,
     )
     stop = _stop_on_signals()
     edge_node = EdgeNode(settings)
@@ -98,6 +111,10 @@ def serve(  # one flag per setting a user may want on the command line
         if settings.bundle is not None:
             active = edge_node.load(settings.bundle)
             typer.echo(f"model {active.bundle.label} on {','.join(active.engine.providers)}")
+        elif (restored := edge_node.restore()) is not None:
+            typer.echo(f"model {restored.bundle.label} restored from {settings.model_dir}")
+        elif settings.model_dir is not None:
+            typer.echo(f"no model yet: waiting for a push into {settings.model_dir}")
         else:
             logger.warning("no bundle given: Inspect answers FAILED_PRECONDITION until one is")
         while not stop.wait(0.5):

@@ -21,13 +21,16 @@ from edge.errors import EngineError, NoModelLoaded
 from edge.frames import InspectedFrame, NodeIdentity, VerdictSink
 from edge.inspector import Inspector
 from edge.metrics import MetricsServer, NodeMetrics, serve_metrics
+from edge.model_service import ModelManager, ModelServiceServicer
 from edge.model_slot import ActiveModel, ModelSlot, activate_bundle
+from edge.model_store import ModelStore
 from edge.policy import Verdict
 from edge.recorder import LocalRecord
 from edge.server import NodeServer, build_server
 from edge.settings import EdgeSettings
+from edge.signing import load_public_key
 
-__all__ = ["CameraLoop", "EdgeNode", "SinkDispatcher", "engine_options"]
+__all__ = ["CameraLoop", "EdgeNode", "SinkDispatcher", "engine_options", "model_manager"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +46,32 @@ def engine_options(settings: EdgeSettings) -> EngineOptions:
         tensorrt_cache_dir=settings.tensorrt_cache_dir,
         tensorrt_fp16=settings.tensorrt_fp16,
         warmup_runs=settings.warmup_runs,
+    )
+
+
+def model_manager(settings: EdgeSettings, slot: ModelSlot) -> ModelManager | None:
+    """The model store and manager behind ModelService, when ``model_dir`` is set.
+
+    Raises:
+        ConfigError: the trusted key cannot be read.
+    """
+    if settings.model_dir is None:
+        return None
+    trusted = load_public_key(settings.trusted_key) if settings.trusted_key else None
+    quota = settings.model_dir_quota_mb
+    store = ModelStore(
+        settings.model_dir,
+        trusted_key=trusted,
+        keep_bundles=settings.keep_bundles,
+        quota_bytes=None if quota is None else int(quota * 1024 * 1024),
+    )
+    return ModelManager(
+        slot,
+        store,
+        engine_options(settings),
+        score_tolerance=settings.parity_score_tolerance,
+        map_tolerance=settings.parity_map_tolerance,
+        require_golden=settings.require_golden,
     )
 
 
@@ -181,6 +210,7 @@ class EdgeNode:
         self.slot = ModelSlot()
         self.slot.add_listener(self.metrics.set_model)
         self.inspector = Inspector(self.slot, max_pixels=settings.max_pixels)
+        self.models = model_manager(settings, self.slot)
         if sinks is None:
             sinks = [self._default_record()]
         self.dispatcher = SinkDispatcher(sinks, maxsize=settings.sink_queue, metrics=self.metrics)
@@ -217,6 +247,10 @@ class EdgeNode:
         loaded = bundle if isinstance(bundle, ModelBundle) else load_bundle(bundle)
         return activate_bundle(self.slot, loaded, engine_options(self.settings))
 
+    def restore(self) -> ActiveModel | None:
+        """Bring back the model that was active in ``model_dir`` before a restart, if any."""
+        return self.models.restore() if self.models is not None else None
+
     def start(self, *, grpc_address: str | None = None) -> int:
         """Start gRPC, metrics and the camera loop; return the gRPC port."""
         self.server, self.port = build_server(
@@ -225,6 +259,7 @@ class EdgeNode:
             sink=self.dispatcher,
             metrics=self.metrics,
             address=grpc_address,
+            model_service=ModelServiceServicer(self.models) if self.models else None,
         )
         address = self.settings.metrics_address
         if address is not None:

@@ -19,18 +19,35 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from linewatch.v1 import common_pb2, inspection_pb2, inspection_pb2_grpc
+from linewatch.v1 import (
+    common_pb2,
+    inspection_pb2,
+    inspection_pb2_grpc,
+    model_service_pb2,
+    model_service_pb2_grpc,
+)
 
-from edge.errors import ConfigError, ImageDecodeError, ImageTooLarge, NoModelLoaded
+from edge.errors import (
+    BundleError,
+    ConfigError,
+    ImageDecodeError,
+    ImageTooLarge,
+    NoModelLoaded,
+)
 from edge.frames import VerdictSink
 from edge.inspector import Inspection, Inspector
 from edge.metrics import NodeMetrics
+from edge.model_service import ModelServiceServicer, NothingToRollBack, ParityFailed
 from edge.model_slot import ActiveModel
+from edge.model_store import UnknownBundle
 from edge.policy import Verdict
 from edge.settings import EdgeSettings
+from edge.signing import BundleSignatureError
+from edge.uploads import StagingFull, UploadCorrupt, UploadRejected
 from edge.visualize import anomaly_map_png, overlay_jpeg
 
 __all__ = [
+    "MODEL_SERVICE_NAME",
     "SERVICE_NAME",
     "ErrorMappingInterceptor",
     "InspectionServicer",
@@ -42,7 +59,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = inspection_pb2.DESCRIPTOR.services_by_name["InspectionService"].full_name
-_OUR_METHODS = f"/{SERVICE_NAME}/"
+MODEL_SERVICE_NAME = model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name
+_OUR_METHODS = (f"/{SERVICE_NAME}/", f"/{MODEL_SERVICE_NAME}/")
 _VERDICTS = {
     Verdict.NORMAL: common_pb2.VERDICT_NORMAL,
     Verdict.UNCERTAIN: common_pb2.VERDICT_UNCERTAIN,
@@ -57,8 +75,23 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
     if isinstance(exc, ImageTooLarge):
         return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
-    if isinstance(exc, NoModelLoaded):
+    if isinstance(exc, NoModelLoaded | ParityFailed | NothingToRollBack | UploadRejected):
         return grpc.StatusCode.FAILED_PRECONDITION, str(exc)
+    return _model_status_for(exc)
+
+
+def _model_status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """Statuses of ModelService's errors: what a deployer needs to tell failures apart."""
+    if isinstance(exc, BundleSignatureError):
+        return grpc.StatusCode.PERMISSION_DENIED, str(exc)
+    if isinstance(exc, UploadCorrupt):
+        return grpc.StatusCode.DATA_LOSS, str(exc)
+    if isinstance(exc, BundleError):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    if isinstance(exc, StagingFull):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
+    if isinstance(exc, UnknownBundle):
+        return grpc.StatusCode.NOT_FOUND, str(exc)
     return grpc.StatusCode.INTERNAL, _INTERNAL_MESSAGE
 
 
@@ -87,6 +120,10 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         if handler.stream_stream is not None:
             return grpc.stream_stream_rpc_method_handler(
                 self._wrap_stream(handler.stream_stream, method), **codec
+            )
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                self._wrap_unary(handler.stream_unary, method), **codec
             )
         return handler
 
@@ -293,6 +330,7 @@ def build_server(
     sink: VerdictSink | None = None,
     metrics: NodeMetrics | None = None,
     address: str | None = None,
+    model_service: ModelServiceServicer | None = None,
 ) -> tuple[NodeServer, int]:
     """Build and start the node's gRPC server.
 
@@ -305,6 +343,7 @@ def build_server(
         sink: receives every inspected frame (the node's fan-out).
         metrics: the node's metrics.
         address: overrides ``settings.grpc`` (tests pass ``127.0.0.1:0``).
+        model_service: serves ModelService on the same port when given (``--model-dir``).
 
     Returns:
         The started server and the port it bound.
@@ -326,11 +365,15 @@ def build_server(
         inspector, pool, sink=sink, metrics=metrics, stream_window=settings.stream_window
     )
     inspection_pb2_grpc.add_InspectionServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    names = [SERVICE_NAME]
+    if model_service is not None:
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(model_service, server)  # type: ignore[no-untyped-call]
+        names.append(MODEL_SERVICE_NAME)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (
-            SERVICE_NAME,
+            *names,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ),
@@ -348,6 +391,8 @@ def build_server(
         raise ConfigError(msg)
     node_server = NodeServer(server, health_servicer, pool)
     node_server.set_serving(False)
+    if model_service is not None:  # pushes are welcome before any model is active
+        health_servicer.set(MODEL_SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
     inspector.slot.add_listener(lambda active: node_server.set_serving(active is not None))
     server.start()
     logger.info("grpc serving address=%s port=%d", bind, port)

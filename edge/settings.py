@@ -83,8 +83,19 @@ class EdgeSettings(BaseSettings):
     mqtt_tls_ca: Path | None = None
     outbox_dir: Path = Field(default_factory=lambda: _DATA_DIR / "outbox")
     outbox_quota_mb: float = Field(default=256.0, gt=0.0)
-    model_dir: Path | None = None
-    trusted_key: Path | None = None
+    model_dir: Path | None = Field(
+        default=None, description="where pushed bundles live; the active one survives restarts"
+    )
+    trusted_key: Path | None = Field(
+        default=None, description="the cloud's Ed25519 public key; pushes must be signed by it"
+    )
+    keep_bundles: int = Field(default=3, ge=2, description="bundles kept for rollback")
+    model_dir_quota_mb: float | None = Field(default=None, gt=0.0, description="staging limit")
+    require_golden: bool = Field(
+        default=True, description="refuse a pushed bundle without golden images"
+    )
+    parity_score_tolerance: float = Field(default=0.05, ge=0.0)
+    parity_map_tolerance: float = Field(default=0.1, ge=0.0)
 
     @field_validator("grpc")
     @classmethod

@@ -27,14 +27,23 @@ def register(
         str, typer.Option("--name", help="Registered model name, e.g. the line: line3.")
     ],
     tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help=_TRACKING_HELP)] = None,
+    signing_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--signing-key",
+            help="Ed25519 key that signs the bundle (default: keys/signing.key if it exists).",
+        ),
+    ] = None,
 ) -> None:
     """Create a new MLflow model version carrying the bundle, stamped with that version."""
-    from cloud.registry import load_registry_settings, register_bundle
+    from cloud.registry import load_registry_settings, register_bundle, signing_key_path
 
-    settings = load_registry_settings(tracking_uri=tracking_uri)
+    settings = load_registry_settings(tracking_uri=tracking_uri, signing_key=signing_key)
     quiet_mlflow()
+    key = signing_key_path(settings)
     registered = register_bundle(bundle, name, settings=settings)
-    typer.echo(f"registered {registered.name} version {registered.version}")
+    signed = f"signed with {key}" if key else "UNSIGNED (no keys/signing.key)"
+    typer.echo(f"registered {registered.name} version {registered.version}, {signed}")
     typer.echo(
         f"to ship it: linewatch promote --name {registered.name} --version {registered.version}"
     )

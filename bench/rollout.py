@@ -1,0 +1,255 @@
+"""Rollout to node processes on loopback, and what a swap costs a 50 frames/s stream.
+
+Usage::
+
+    python bench/rollout.py [--nodes 1,4,16] [--fps 50] [--swaps 5] [--bundle DIR]
+
+Starts ``max(--nodes)`` real ``linewatch-edge serve`` processes (no camera, a
+model dir each, the bench's public key trusted), then:
+
+1. rolls a new signed version out to the first 1, 4, 16 nodes (``--concurrency``
+   at a time) and reports wall time, bytes sent per node and failures;
+2. streams frames at ``--fps`` to node 0 with ``InspectStream`` and, after a
+   quiet baseline, pushes and activates ``--swaps`` new versions one after the
+   other; reports failed frames and latency p50/p99/max before vs during swaps
+   (a frame is "during" when it was sent between a push start and one second
+   after its activation returned), and frames delayed past twice the baseline p99.
+
+Without ``--bundle`` a tiny bundle with golden images is built (64 px), so 16
+processes fit on a small machine; pass a trained bundle to measure a real one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import grpc
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "proto")]
+
+from linewatch.v1 import inspection_pb2, inspection_pb2_grpc  # noqa: E402
+
+from cloud.deploy import PackedBundle, Target, pack_bundle, roll_out  # noqa: E402
+from cloud.deploy.pusher import NodeClient  # noqa: E402
+from cloud.signing import generate_key_pair, load_private_key, sign_manifest  # noqa: E402
+from edge.bundle import load_bundle, write_manifest  # noqa: E402
+
+EDGE = Path(sys.executable).parent / "linewatch-edge"
+
+
+@dataclass
+class NodeProc:
+    process: subprocess.Popen[str]
+    address: str = ""
+    lines: list[str] = field(default_factory=list)
+
+
+def _start_nodes(count: int, work: Path, public_key: Path) -> list[NodeProc]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    env |= {"LINEWATCH_INTRA_OP_THREADS": "1", "LINEWATCH_WARMUP_RUNS": "1"}
+    nodes = []
+    for index in range(count):
+        command = [
+            str(EDGE), "serve", "--grpc", "127.0.0.1:0", "--node", f"bench-{index}",
+            "--model-dir", str(work / f"node-{index}" / "models"),
+            "--record-dir", str(work / f"node-{index}" / "record"),
+            "--trusted-key", str(public_key),
+        ]  # fmt: skip
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
+        nodes.append(NodeProc(process))
+    for node in nodes:
+        threading.Thread(target=_drain, args=(node,), daemon=True).start()
+    deadline = time.monotonic() + 60 + 5 * count
+    while any(not node.address for node in nodes):
+        if time.monotonic() > deadline or any(n.process.poll() is not None for n in nodes):
+            msg = f"nodes did not start: {[n.lines[-3:] for n in nodes]}"
+            raise SystemExit(msg)
+        time.sleep(0.05)  # poll the drain threads
+    return nodes
+
+
+def _drain(node: NodeProc) -> None:
+    assert node.process.stdout is not None
+    for line in node.process.stdout:
+        node.lines.append(line.rstrip())
+        found = re.search(r"serving grpc on (\S+:\d+)", line)
+        if found:
+            node.address = found.group(1)
+
+
+def _versions(base: Path, work: Path, key_path: Path, count: int) -> Iterator[PackedBundle]:
+    """Copies of the base bundle stamped version 1, 2, … and signed, packed one at a time."""
+    key = load_private_key(key_path)
+    manifest = load_bundle(base).manifest
+    for number in range(1, count + 1):
+        folder = work / "versions" / str(number)
+        shutil.copytree(base, folder)
+        write_manifest(
+            sign_manifest(manifest.model_copy(update={"version": str(number)}), key), folder
+        )
+        yield pack_bundle(folder, folder.with_suffix(".tar"))
+
+
+def _tiny_bundle(work: Path) -> Path:
+    from tests.plugins.deploy import make_pushable_bundle
+
+    return make_pushable_bundle(work / "base", name="bench", key=None).directory
+
+
+def _rollouts(
+    nodes: list[NodeProc], counts: list[int], versions: Iterator[PackedBundle], concurrency: int
+) -> None:
+    print(f"\nrollout ({concurrency} nodes at a time)")
+    print(
+        f"{'nodes':>5} {'version':>8} {'seconds':>8} {'state':>10} {'bytes/node':>11} {'failed':>7}"
+    )
+    for count in counts:
+        packed = next(versions)
+        targets = [
+            Target(name=f"bench-{i}", address=n.address) for i, n in enumerate(nodes[:count])
+        ]
+        report = roll_out(packed, targets, concurrency=concurrency)
+        sent = statistics.mean(item.bytes_sent for item in report.outcomes)
+        print(
+            f"{count:>5} {packed.version:>8} {report.seconds:>8.2f} {report.state:>10} "
+            f"{sent:>11.0f} {len(report.failed):>7}"
+        )
+        for item in report.failed:
+            print(f"      {item.target.name}: {item.detail}")
+
+
+@dataclass
+class StreamStats:
+    sent_at: dict[str, float] = field(default_factory=dict)
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+def _stream(address: str, fps: float, stop: threading.Event, stats: StreamStats) -> None:
+    rng = np.random.default_rng(0)
+    frames = []
+    for _ in range(8):
+        ok, data = cv2.imencode(".png", rng.integers(112, 144, (64, 64, 3), dtype=np.uint8))
+        assert ok
+        frames.append(data.tobytes())
+
+    def requests() -> Iterator[inspection_pb2.InspectRequest]:
+        period, start, index = 1.0 / fps, time.perf_counter(), 0
+        while not stop.is_set():
+            due = start + index * period
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)  # pacing the camera-like stream, not waiting for a result
+            frame_id = str(index)
+            stats.sent_at[frame_id] = time.perf_counter()
+            yield inspection_pb2.InspectRequest(encoded=frames[index % 8], frame_id=frame_id)
+            index += 1
+
+    with grpc.insecure_channel(address) as channel:
+        stub = inspection_pb2_grpc.InspectionServiceStub(channel)
+        try:
+            for response in stub.InspectStream(requests(), timeout=3600):
+                now = time.perf_counter()
+                stats.latency_ms[response.frame_id] = (now - stats.sent_at[response.frame_id]) * 1e3
+        except grpc.RpcError as exc:
+            stats.errors.append(f"{exc.code().name}: {exc.details()}")
+
+
+def _percentiles(values: list[float]) -> str:
+    if not values:
+        return "no frames"
+    ordered = sorted(values)
+    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+    median = statistics.median(ordered)
+    return f"n={len(ordered):>5} p50 {median:6.2f} ms  p99 {p99:6.2f} ms  max {ordered[-1]:6.2f} ms"
+
+
+def _swap_under_stream(
+    node: NodeProc, versions: Iterator[PackedBundle], fps: float, swaps: int, baseline_s: float
+) -> None:
+    stats, stop = StreamStats(), threading.Event()
+    reader = threading.Thread(target=_stream, args=(node.address, fps, stop, stats))
+    reader.start()
+    time.sleep(baseline_s)  # a quiet baseline at the stream's own pace
+    windows: list[tuple[float, float]] = []
+    with NodeClient(node.address) as client:
+        for _ in range(swaps):
+            packed = next(versions)
+            started = time.perf_counter()
+            client.push(packed)
+            client.activate(packed.name, packed.version)
+            windows.append((started, time.perf_counter() + 1.0))
+            time.sleep(1.5)  # let the stream run on the new model between swaps
+    stop.set()
+    reader.join(30)
+    first_swap = windows[0][0]
+    before, during = [], []
+    for frame_id, latency in stats.latency_ms.items():
+        sent = stats.sent_at[frame_id]
+        if sent < first_swap:
+            before.append(latency)
+        elif any(start <= sent <= end for start, end in windows):
+            during.append(latency)
+    lost = len(stats.sent_at) - len(stats.latency_ms)
+    base_p99 = sorted(before)[int(0.99 * len(before))] if before else float("nan")
+    delayed = sum(latency > 2 * base_p99 for latency in during)
+    print(f"\nswap under a {fps:.0f} frames/s stream ({swaps} swaps on {node.address})")
+    print(f"  before swaps: {_percentiles(before)}")
+    print(f"  during swaps: {_percentiles(during)}")
+    print(f"  failed frames: {len(stats.errors)} stream errors, {lost} frames without an answer")
+    print(
+        f"  delayed frames (> 2x baseline p99 = {2 * base_p99:.2f} ms): {delayed} of {len(during)}"
+    )
+    for error in stats.errors:
+        print(f"  error: {error}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", default="1,4,16", help="comma-separated node counts")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--fps", type=float, default=50.0)
+    parser.add_argument("--swaps", type=int, default=5)
+    parser.add_argument("--baseline-s", type=float, default=5.0)
+    parser.add_argument("--bundle", type=Path, help="a bundle with golden images; default tiny")
+    args = parser.parse_args()
+    counts = [int(item) for item in args.nodes.split(",")]
+    with tempfile.TemporaryDirectory(prefix="linewatch-bench-rollout-") as tmp:
+        work = Path(tmp)
+        pair = generate_key_pair(work / "keys")
+        base = args.bundle or _tiny_bundle(work)
+        versions = _versions(base, work, pair.private_key, len(counts) + args.swaps)
+        started = time.perf_counter()
+        nodes = _start_nodes(max(counts), work, pair.public_key)
+        print(f"{len(nodes)} node processes up in {time.perf_counter() - started:.1f}s")
+        spec = load_bundle(base).manifest.input
+        print(f"bundle {base} input {spec.height}x{spec.width}")
+        try:
+            _rollouts(nodes, counts, versions, args.concurrency)
+            _swap_under_stream(nodes[0], versions, args.fps, args.swaps, args.baseline_s)
+        finally:
+            for node in nodes:
+                node.process.terminate()
+            for node in nodes:
+                node.process.wait(30)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""``linewatch keys / register / promote / deploy / nodes / rollback`` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from edge.bundle import ModelBundle
+from tests.plugins.deploy import start_node_process
+
+pytestmark = pytest.mark.e2e
+
+LINEWATCH = Path(sys.executable).parent / "linewatch"
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
+    environment = {k: v for k, v in environment.items() if not k.startswith("LINEWATCH_")}
+    environment["OMP_NUM_THREADS"] = "1"
+    return subprocess.run(
+        [str(LINEWATCH), *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def _ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_keys_register_promote_deploy_status_rollback(
+    tmp_path: Path, bundle_maker: Callable[..., ModelBundle]
+) -> None:
+    cwd = tmp_path / "cloud"
+    cwd.mkdir()
+    db = ["--db", f"sqlite:///{tmp_path / 'linewatch.db'}"]
+
+    keys = _ok(_run(["keys", "init", "--out", "keys/"], cwd))
+    assert "key id" in keys
+    assert stat.S_IMODE((cwd / "keys" / "signing.key").stat().st_mode) == 0o600
+    again = _run(["keys", "init", "--out", "keys/"], cwd)
+    assert again.returncode == 1 and again.stderr.startswith("error: keys: ")
+
+    for version in ("1", "2"):  # unsigned bundles: the registry signs them with keys/signing.key
+        bundle = bundle_maker(key=None, version=version)
+        registered = _ok(
+            _run(["register", "--bundle", str(bundle.directory), "--name", "line3"], cwd)
+        )
+        assert f"version {version}, signed with keys/signing.key" in registered
+    _ok(_run(["promote", "--name", "line3", "--version", "1"], cwd))
+
+    node = start_node_process(tmp_path / "models", cwd / "keys" / "signing.pub", tmp_path / "rec")
+    try:
+        deployed = _ok(_run(["deploy", "--name", "line3", "--nodes", node.address, *db], cwd))
+        assert "deploying line3:1" in deployed and "succeeded" in deployed
+
+        status = json.loads(_ok(_run(["deploy", "status", "--json", *db], cwd)))
+        assert (status["model_version"], status["state"]) == ("1", "succeeded")
+        [target] = status["targets"]
+        assert target["address"] == node.address and target["state"] == "succeeded"
+        assert target["bytes_sent"] == target["bytes_total"] > 0
+
+        _ok(
+            _run(["deploy", "--name", "line3", "--version", "2", "--nodes", node.address, *db], cwd)
+        )
+        nodes = json.loads(_ok(_run(["nodes", "list", "--json", *db], cwd)))
+        assert [(n["grpc_address"], n["model_version"]) for n in nodes] == [(node.address, "2")]
+
+        rolled = _ok(_run(["rollback", "--node", node.address], cwd))
+        assert "rolled back to line3:1" in rolled
+
+        missing = _run(
+            ["deploy", "--name", "line3", "--version", "9", "--nodes", node.address, *db], cwd
+        )
+        assert missing.returncode == 1
+        assert missing.stderr.strip().splitlines() == [missing.stderr.strip()]
+        assert "no version 9" in missing.stderr
+    finally:
+        node.stop()
+    assert (cwd / "keys").is_dir() and sorted(p.name for p in cwd.iterdir()) == ["keys", "var"]
+
+
+def test_unreachable_node_fails_the_deploy_with_one_line(
+    tmp_path: Path, bundle_maker: Callable[..., ModelBundle]
+) -> None:
+    cwd = tmp_path / "cloud"
+    cwd.mkdir()
+    _ok(_run(["keys", "init"], cwd))
+    _ok(_run(["register", "--bundle", str(bundle_maker(key=None).directory), "--name", "l1"], cwd))
+    _ok(_run(["promote", "--name", "l1", "--version", "1"], cwd))
+
+    result = _run(
+        ["deploy", "--name", "l1", "--nodes", "127.0.0.1:1", "--db", f"sqlite:///{tmp_path}/d.db"],
+        cwd,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: deploy of l1:1: 1 of 1 nodes not updated (127.0.0.1:1)")
+    assert "127.0.0.1:1" in result.stdout and "failed" in result.stdout
+    usage = _run(["deploy", "--nodes", "127.0.0.1:1"], cwd)
+    assert usage.returncode == 2 and "--name" in usage.stderr

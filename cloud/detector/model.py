@@ -9,6 +9,7 @@ smoothing and the upsampled anomaly map. Fitting lives in ``fitting.py``.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -68,12 +69,26 @@ class PatchCoreModel(nn.Module):
         """Patch embeddings (N, h, w, D) of a uint8 NHWC BGR batch."""
         pixels = image.float().flip(-1)  # BGR -> RGB
         normalised = ((pixels - PIXEL_MEAN) / PIXEL_STD).permute(0, 3, 1, 2)
-        fine, coarse = self.backbone(normalised)
-        # A 3x3 neighbourhood average gives each patch context (PatchCore's local aggregation).
-        fine = F.avg_pool2d(fine, kernel_size=3, stride=1, padding=1, count_include_pad=False)
-        coarse = F.avg_pool2d(coarse, kernel_size=3, stride=1, padding=1, count_include_pad=False)
-        coarse = F.interpolate(coarse, size=fine.shape[-2:], mode="bilinear", align_corners=False)
-        return torch.cat([fine, coarse], dim=1).permute(0, 2, 3, 1)
+        maps = self.backbone(normalised)
+        # Patches live on the stride-8 grid: finer maps are average-pooled down to it,
+        # coarser ones upsampled. A 3x3 neighbourhood average gives each patch context
+        # (PatchCore's local aggregation).
+        grid = self._patch_grid(normalised.shape[-2:])
+        aligned = []
+        for features in maps:
+            if features.shape[-1] > grid[1]:
+                factor = features.shape[-1] // grid[1]
+                features = F.avg_pool2d(features, kernel_size=factor, stride=factor)
+            features = F.avg_pool2d(features, 3, stride=1, padding=1, count_include_pad=False)
+            if features.shape[-1] < grid[1]:
+                features = F.interpolate(features, size=grid, mode="bilinear", align_corners=False)
+            aligned.append(features)
+        return torch.cat(aligned, dim=1).permute(0, 2, 3, 1)
+
+    @staticmethod
+    def _patch_grid(size: torch.Size) -> tuple[int, int]:
+        """The stride-8 patch grid of an input size."""
+        return (int(size[0]) + 7) // 8, (int(size[1]) + 7) // 8
 
     def patch_distances(self, embeddings: torch.Tensor) -> torch.Tensor:
         """Euclidean distance of each embedding (..., D) to its nearest bank entry."""
@@ -88,8 +103,9 @@ class PatchCoreModel(nn.Module):
         embeddings = self.embed(image)
         raw = self.patch_distances(embeddings)  # (N, h, w)
         calibrated = ((raw - self.score_location) / self.score_scale).unsqueeze(1)
-        pad = self.smoothing_kernel.shape[-1] // 2
-        smoothed = F.conv2d(F.pad(calibrated, [pad] * 4, mode="replicate"), self.smoothing_kernel)
+        kernel = cast(torch.Tensor, self.smoothing_kernel)
+        pad = kernel.shape[-1] // 2
+        smoothed = F.conv2d(F.pad(calibrated, [pad] * 4, mode="replicate"), kernel)
         image_score = smoothed.amax(dim=(1, 2, 3))
         anomaly_map = F.interpolate(
             smoothed, size=self.input_size, mode="bilinear", align_corners=False

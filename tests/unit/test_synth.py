@@ -150,8 +150,8 @@ def test_subtle_and_obvious_defects_both_occur() -> None:
         surface, _ = compose_part("metal", rng, 64)
         damaged, mask = paint_defect(surface, "spot", rng)
         contrasts.append(float(np.abs(damaged - surface)[mask == 255].mean() * 255.0))
-    assert min(contrasts) < 6.0
-    assert max(contrasts) > 15.0
+    assert min(contrasts) < 12.0  # subtle: a few grey levels on average over the mask
+    assert max(contrasts) > 2 * min(contrasts)
 
 
 def test_refuses_non_empty_foreign_folder_and_never_deletes(tmp_path: Path) -> None:

@@ -83,6 +83,20 @@ def serve(  # one flag per setting a user may want on the command line
     keep_bundles: Annotated[
         int | None, typer.Option(min=2, help="Bundles kept in --model-dir for rollback.")
     ] = None,
+    mqtt: Annotated[
+        str | None, typer.Option(help="Broker for alerts and samples: mqtt[s]://host:port.")
+    ] = None,
+    mqtt_user: Annotated[str | None, typer.Option(help="MQTT user name.")] = None,
+    mqtt_password: Annotated[
+        str | None, typer.Option(help="MQTT password (prefer LINEWATCH_MQTT_PASSWORD).")
+    ] = None,
+    mqtt_tls_ca: Annotated[Path | None, typer.Option(help="CA certificate; turns TLS on.")] = None,
+    outbox: Annotated[
+        Path | None, typer.Option(help="Durable outbox folder for MQTT messages.")
+    ] = None,
+    advertise: Annotated[
+        str | None, typer.Option(help="host:port the cloud reaches this node at.")
+    ] = None,
 ) -> None:
     """Serve verdicts over gRPC and inspect a camera until SIGTERM or Ctrl-C."""
     settings = load_settings(
@@ -99,6 +113,12 @@ def serve(  # one flag per setting a user may want on the command line
         model_dir=model_dir,
         trusted_key=trusted_key,
         keep_bundles=keep_bundles,
+        mqtt_url=mqtt,
+        mqtt_user=mqtt_user,
+        mqtt_password=mqtt_password,
+        mqtt_tls_ca=mqtt_tls_ca,
+        outbox_dir=outbox,
+        advertise_address=advertise,
     )
     stop = _stop_on_signals()
     edge_node = EdgeNode(settings)

@@ -107,6 +107,16 @@ class NodeMetrics:
                     providers=",".join(active.engine.providers),
                 ).set(1)
 
+    def total(self, name: str) -> float:
+        """Sum of a counter over all its labels, e.g. ``total("linewatch_frames_processed")``."""
+        return sum(
+            sample.value
+            for family in self.registry.collect()
+            if family.name == name
+            for sample in family.samples
+            if sample.name == f"{name}_total"
+        )
+
     def render(self) -> bytes:
         """The exposition text, as /metrics serves it."""
         return generate_latest(self.registry)

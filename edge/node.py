@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import socket
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -107,6 +108,13 @@ class SinkDispatcher:
             self.skipped += 1
             if self.metrics:
                 self.metrics.sink_dropped.inc()
+
+    def add_sink(self, sink: VerdictSink) -> None:
+        """Add a sink while running; the next frame reaches it."""
+        self.sinks = [
+            *self.sinks,
+            sink,
+        ]  # one reference swap: the feeding thread never sees a half list
 
     def drain(self, timeout_s: float = 5.0) -> bool:
         """Wait until every queued frame reached the sinks; True if it did in time."""
@@ -237,6 +245,50 @@ class EdgeNode:
             metrics=self.metrics,
         )
 
+    def advertised_address(self) -> str:
+        """Where the cloud reaches this node: the setting, else the listen host and real port."""
+        if self.settings.advertise_address:
+            return self.settings.advertise_address
+        host = self.settings.grpc.rpartition(":")[0].strip("[]")
+        if host in ("", "0.0.0.0", "::"):
+            host = socket.getfqdn()
+        return f"{host}:{self.port}"
+
+    def _heartbeat(self) -> dict[str, object]:
+        status: dict[str, object] = {
+            "frames_processed": int(self.metrics.total("linewatch_frames_processed")),
+            "frames_dropped": int(self.metrics.total("linewatch_frames_dropped")),
+        }
+        if self.slot.loaded:
+            model = self.slot.current().identity
+            status |= {
+                "model_name": model.name,
+                "model_version": model.version,
+                "model_sha256": model.model_sha256,
+            }
+        return status
+
+    def _mqtt_sink(self) -> VerdictSink:
+        from edge.mqtt import MqttConfig, build_mqtt_sink
+
+        settings = self.settings
+        config = MqttConfig.from_url(
+            str(settings.mqtt_url),
+            username=settings.mqtt_user,
+            password=settings.mqtt_password,
+            tls_ca=settings.mqtt_tls_ca,
+            outbox_dir=settings.outbox_dir,
+            outbox_quota_mb=settings.outbox_quota_mb,
+        )
+        address = self.advertised_address()
+        logger.info(
+            "publishing to MQTT url=%s node=%s grpc=%s",
+            settings.mqtt_url,
+            self.identity.node,
+            address,
+        )
+        return build_mqtt_sink(config, self.identity, address, self._heartbeat)
+
     def load(self, bundle: ModelBundle | Path) -> ActiveModel:
         """Load, warm up and activate a bundle (a directory, a tar or a loaded bundle).
 
@@ -261,6 +313,8 @@ class EdgeNode:
             address=grpc_address,
             model_service=ModelServiceServicer(self.models) if self.models else None,
         )
+        if self.settings.mqtt_url is not None:
+            self.dispatcher.add_sink(self._mqtt_sink())
         address = self.settings.metrics_address
         if address is not None:
             self.metrics_server = serve_metrics(self.metrics, *address)

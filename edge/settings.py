@@ -76,8 +76,11 @@ class EdgeSettings(BaseSettings):
     # Metrics.
     metrics: str | None = Field(default=None, description="[host]:port of /metrics; off if unset")
 
-    # Used by later parts: MQTT outbox and model push (declared here, one settings class).
-    mqtt_url: str | None = None
+    # MQTT: alerts, samples and status go out through a durable outbox.
+    mqtt_url: str | None = Field(default=None, description="mqtt://host:1883; off if unset")
+    advertise_address: str | None = Field(
+        default=None, description="host:port the cloud reaches this node at (status heartbeat)"
+    )
     mqtt_user: str | None = None
     mqtt_password: str | None = None
     mqtt_tls_ca: Path | None = None

@@ -7,6 +7,8 @@ The tree (edge errors in ``edge.errors`` share the root)::
     ├── TrainingError       training could not produce a model
     ├── RegistryError       MLflow refused or failed (tracking URI, name, version, alias)
     ├── DeployError         a rollout that could not start or reach a node
+    │   ├── NodeUnreachable a node that does not answer (down, wrong address)
+    │   └── NodeRefused     a node that answered with an error (verification, parity, disk)
     └── StoreError          the database or sample store refused a write
 """
 
@@ -18,6 +20,8 @@ __all__ = [
     "DatasetError",
     "DeployError",
     "LinewatchError",
+    "NodeRefused",
+    "NodeUnreachable",
     "RegistryError",
     "StoreError",
     "TrainingError",
@@ -42,3 +46,15 @@ class DeployError(LinewatchError):
 
 class StoreError(LinewatchError):
     """The database or the sample store refused a write."""
+
+
+class NodeRefused(DeployError):
+    """The node answered and refused: a bad signature, a parity failure, a full disk…"""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class NodeUnreachable(DeployError):
+    """The node did not answer (down, wrong address, or the link kept breaking)."""

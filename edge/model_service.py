@@ -20,7 +20,13 @@ from linewatch.v1 import common_pb2, model_service_pb2, model_service_pb2_grpc
 
 from edge.bundle import ModelBundle
 from edge.engine import EngineOptions, InferenceEngine
-from edge.errors import BundleIncompatible, EngineError, LinewatchError
+from edge.errors import (
+    ActivationFailed,
+    EngineError,
+    LinewatchError,
+    NothingToRollBack,
+    ParityFailed,
+)
 from edge.frames import ModelIdentity
 from edge.golden import DEFAULT_MAP_TOLERANCE, DEFAULT_SCORE_TOLERANCE, check_golden
 from edge.model_slot import ActiveModel, ModelSlot
@@ -37,18 +43,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-class ActivationFailed(BundleIncompatible):
-    """A verified bundle this node cannot run (ONNX Runtime refused it)."""
-
-
-class ParityFailed(BundleIncompatible):
-    """The node's results on the golden images diverge from the trainer's."""
-
-
-class NothingToRollBack(LinewatchError):
-    """Rollback asked for, but no earlier bundle is held."""
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ import onnxruntime as ort
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge.bundle import ModelBundle, load_bundle
-from edge.errors import BundleCorrupt, BundleIncompatible, LinewatchError
+from edge.errors import BundleCorrupt, BundleIncompatible, UnknownBundle
 from edge.signing import verify_manifest
 from edge.uploads import StagingFull, UploadArea, UploadCorrupt, UploadRejected, check_safe_name
 
@@ -48,10 +48,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _STATE_FILE = "state.json"
-
-
-class UnknownBundle(LinewatchError):
-    """A bundle that is not in the store (never pushed, or pruned)."""
 
 
 @dataclass(frozen=True)

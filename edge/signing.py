@@ -19,13 +19,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge.bundle import Manifest, manifest_signing_bytes
-from edge.errors import BundleCorrupt, ConfigError
+from edge.errors import BundleSignatureError, ConfigError
 
 __all__ = ["BundleSignatureError", "load_public_key", "public_key_id", "verify_manifest"]
-
-
-class BundleSignatureError(BundleCorrupt):
-    """A bundle that is unsigned, signed by an untrusted key, or altered after signing."""
 
 
 def public_key_id(public_key: Ed25519PublicKey) -> str:

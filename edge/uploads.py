@@ -20,7 +20,7 @@ import tarfile
 from pathlib import Path
 
 from edge.bundle import MANIFEST_FILE, file_sha256
-from edge.errors import BundleCorrupt, LinewatchError
+from edge.errors import BundleCorrupt, StagingFull, UploadCorrupt, UploadRejected
 
 __all__ = [
     "StagingFull",
@@ -35,18 +35,6 @@ logger = logging.getLogger(__name__)
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-
-
-class StagingFull(LinewatchError):
-    """The model directory has no room for a bundle (disk full or over its quota)."""
-
-
-class UploadRejected(LinewatchError):
-    """A chunk that does not fit the upload: a bad id, an offset past what is held, a size."""
-
-
-class UploadCorrupt(BundleCorrupt):
-    """A complete upload whose bytes do not match the sha256 it announced."""
 
 
 def check_safe_name(value: str, what: str) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import grpc
 from linewatch.v1 import common_pb2, model_service_pb2, model_service_pb2_grpc
 
-from cloud.errors import DeployError
+from cloud.errors import DeployError, NodeRefused, NodeUnreachable
 from edge.bundle import file_sha256, load_bundle
 
 __all__ = [
@@ -46,18 +46,6 @@ _RETRYABLE = frozenset(
         grpc.StatusCode.UNKNOWN,
     }
 )
-
-
-class NodeUnreachable(DeployError):
-    """The node did not answer (down, wrong address, or the link kept breaking)."""
-
-
-class NodeRefused(DeployError):
-    """The node answered and refused: a bad signature, a parity failure, a full disk…"""
-
-    def __init__(self, message: str, code: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True)

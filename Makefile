@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: venv test test-fast lint typecheck proto demo bench clean
+.PHONY: venv test test-fast lint typecheck proto demo mosquitto bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,11 +33,19 @@ test-fast: $(STAMP)
 proto: $(STAMP)
 	PYTHON=$(PY) scripts/gen_proto.sh
 
-demo: $(STAMP)
+# The whole system on this machine: broker, collector, two edge nodes, train, deploy, watch.
+demo: $(STAMP) mosquitto
 	$(VENV)/bin/linewatch demo
+
+mosquitto:
+	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || \
+	  { echo "installing mosquitto"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto; }
 
 bench: $(STAMP)
 	$(PY) bench/detector.py
+	$(PY) bench/edge_serving.py
+	$(PY) bench/mqtt_pipeline.py
+	$(PY) bench/rollout.py
 
 clean:
 	rm -rf $(VENV) var/

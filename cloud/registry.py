@@ -61,6 +61,7 @@ __all__ = [
     "RegistrySettings",
     "artifact_location",
     "download_version",
+    "latest_version_number",
     "load_registry_settings",
     "log_training_run",
     "promote",
@@ -148,10 +149,18 @@ def registry_uri(settings: RegistrySettings) -> str:
 
 
 def artifact_location(settings: RegistrySettings, experiment: str) -> str | None:
-    """Where a new experiment keeps artifacts: under ``mlflow_root`` unless a server decides."""
-    if urlparse(tracking_uri(settings)).scheme in _REMOTE_SCHEMES:
+    """Where a new experiment keeps artifacts: beside a SQLite tracking file, else ``mlflow_root``.
+
+    A server decides for itself (None). Keeping artifacts next to the database
+    they belong to means nothing lands in the current directory.
+    """
+    uri = tracking_uri(settings)
+    if urlparse(uri).scheme in _REMOTE_SCHEMES:
         return None
-    return (settings.mlflow_root.resolve() / "artifacts" / experiment).as_uri()
+    root = settings.mlflow_root.resolve()
+    if uri.startswith("sqlite:///"):
+        root = Path(uri.removeprefix("sqlite:///")).resolve().parent
+    return (root / "artifacts" / experiment).as_uri()
 
 
 @dataclass(frozen=True)
@@ -494,6 +503,20 @@ def _missing_version_message(client: MlflowClient, name: str, what: str) -> str:
     numbers = _version_numbers(client, name)
     listed = ", ".join(map(str, numbers)) if numbers else "none yet"
     return f"model {name} has {what}; versions: {listed}"
+
+
+def latest_version_number(name: str, *, settings: RegistrySettings) -> int:
+    """The highest version number registered under ``name``.
+
+    Raises:
+        RegistryError: no such model, or MLflow refused.
+    """
+    with _mlflow(settings, f"listing versions of {name}") as client:
+        numbers = _version_numbers(client, name)
+    if not numbers:
+        msg = f"model {name} has no versions; register one: linewatch register --name {name}"
+        raise RegistryError(msg)
+    return numbers[-1]
 
 
 def promote(

@@ -55,6 +55,7 @@ def record_training(
     settings: TrainSettings,
     *,
     tracking_uri: str | None = None,
+    signing_key: Path | None = None,
     register: bool = False,
     progress: StageProgress | None = None,
 ) -> RecordedTraining:
@@ -73,7 +74,9 @@ def record_training(
         "uncertain_low": manifest.decision.uncertain_low,
     }
     write_manifest(manifest.model_copy(update={"metrics": metrics}), bundle.directory)
-    registry_settings = registry.load_registry_settings(tracking_uri=tracking_uri)
+    registry_settings = registry.load_registry_settings(
+        tracking_uri=tracking_uri, signing_key=signing_key
+    )
     report("logging to MLflow", 0, 1)
     run_id = registry.log_training_run(
         bundle.directory,

@@ -96,7 +96,7 @@ def _check_arguments(
     out: Path, n_frames: int, fps: float, defect_rate: float, frames_per_part: int
 ) -> None:
     if out.suffix.lower() != ".avi":
-        msg = f"video {out}: must end in .avi (MJPG in an AVI container)"
+        msg = f"video {out}: must end in .avi (lossless FFV1 in an AVI container)"
         raise DatasetError(msg)
     if n_frames < 1 or frames_per_part < 1:
         msg = (
@@ -136,7 +136,7 @@ def write_line_video(
     size: tuple[int, int] | int = 256,
     frames_per_part: int = 5,
 ) -> Path:
-    """Write an MJPG ``.avi`` of parts passing by, and ``out.with_suffix('.json')`` labels.
+    """Write a lossless (FFV1) ``.avi`` of parts passing by, labelled in a JSON sidecar.
 
     Args:
         out: the video path; must end in ``.avi``. Its folder is created.
@@ -165,10 +165,11 @@ def write_line_video(
         np.random.default_rng([seed, _VIDEO_STREAM]), n_frames, frames_per_part, defect_rate
     )
     out.parent.mkdir(parents=True, exist_ok=True)
-    fourcc = cv2.VideoWriter.fourcc(*"MJPG")
+    # Lossless, as an inspection camera's stream: JPEG blocks would look unlike every good part.
+    fourcc = cv2.VideoWriter.fourcc(*"FFV1")
     writer = cv2.VideoWriter(str(out), fourcc, float(fps), (width, height), True)
     if not writer.isOpened():
-        msg = f"video {out}: OpenCV could not open an MJPG writer; check the folder is writable"
+        msg = f"video {out}: OpenCV could not open an FFV1 writer; check the folder is writable"
         raise DatasetError(msg)
     try:
         for part in parts:
@@ -185,7 +186,7 @@ def write_line_video(
     if frames_read != n_frames:
         msg = (
             f"video {out}: wrote {n_frames} frames but OpenCV reads back {frames_read}; "
-            "this OpenCV build may lack the MJPG codec"
+            "this OpenCV build may lack the FFV1 codec"
         )
         raise DatasetError(msg)
     labels = LineVideoLabels(out, category, seed, float(fps), n_frames, frames_per_part, parts)

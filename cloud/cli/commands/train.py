@@ -33,6 +33,9 @@ def train(
         bool, typer.Option(help="Skip images that do not decode instead of stopping.")
     ] = False,
     tracking_uri: Annotated[str | None, typer.Option(help=_TRACKING_HELP)] = None,
+    signing_key: Annotated[
+        Path | None, typer.Option(help="Ed25519 key that signs a registered bundle.")
+    ] = None,
 ) -> None:
     """Learn what normal looks like from DATA/train/good and write a ModelBundle.
 
@@ -54,7 +57,13 @@ def train(
         bundle = train_bundle(data, out, name=name, settings=settings, progress=report)
         quiet_mlflow()
         recorded = record_training(
-            bundle, data, settings, tracking_uri=tracking_uri, register=register, progress=report
+            bundle,
+            data,
+            settings,
+            tracking_uri=tracking_uri,
+            signing_key=signing_key,
+            register=register,
+            progress=report,
         )
     decision = bundle.manifest.decision
     typer.echo(

@@ -1,12 +1,5 @@
 """Root fixtures; each area keeps its own in tests/plugins/<area>.py."""
 
-pytest_plugins = [
-    "tests.plugins.cloud",
-    "tests.plugins.edge",
-    "tests.plugins.mqtt",
-    "tests.plugins.deploy",
-]
-
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +7,13 @@ import pytest
 
 from edge.bundle import ModelBundle
 from tests.tiny_bundle import make_tiny_bundle
+
+pytest_plugins = [
+    "tests.plugins.cloud",
+    "tests.plugins.edge",
+    "tests.plugins.mqtt",
+    "tests.plugins.deploy",
+]
 
 
 @pytest.fixture

@@ -28,7 +28,9 @@ def synthetic_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def trained_bundle(tmp_path_factory: pytest.TempPathFactory, synthetic_dataset: Path) -> ModelBundle:
+def trained_bundle(
+    tmp_path_factory: pytest.TempPathFactory, synthetic_dataset: Path
+) -> ModelBundle:
     """A detector bundle trained on ``synthetic_dataset``."""
     from cloud.train import TrainSettings, train_bundle
 

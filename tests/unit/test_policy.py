@@ -25,7 +25,7 @@ def test_decide_maps_scores_to_verdicts(score: float, verdict: Verdict) -> None:
 
 
 def test_band_above_threshold_is_refused() -> None:
-    with pytest.raises(ValidationError, match="uncertain_low 3.0 is above threshold 2.0"):
+    with pytest.raises(ValidationError, match=r"uncertain_low 3\.0 is above threshold 2\.0"):
         DecisionPolicy(threshold=2.0, uncertain_low=3.0)
 
 

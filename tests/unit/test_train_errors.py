@@ -28,7 +28,7 @@ def test_missing_folder(tmp_path: Path) -> None:
 
 def test_not_mvtec_layout(tmp_path: Path) -> None:
     (tmp_path / "images").mkdir()
-    with pytest.raises(DatasetError, match="no train/good folder; expected the MVTec AD layout"):
+    with pytest.raises(DatasetError, match=r"no train/good folder; expected the MVTec AD layout"):
         load_layout(tmp_path)
 
 
@@ -47,7 +47,7 @@ def test_too_few_images(tmp_path: Path) -> None:
 def test_unreadable_image_is_named(tmp_path: Path) -> None:
     _good_images(tmp_path / "train" / "good", 6)
     (tmp_path / "train" / "good" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    with pytest.raises(ImageDecodeError, match="broken.png"):
+    with pytest.raises(ImageDecodeError, match=r"broken\.png"):
         train_bundle(tmp_path, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 

@@ -149,16 +149,16 @@ def registry_uri(settings: RegistrySettings) -> str:
 
 
 def artifact_location(settings: RegistrySettings, experiment: str) -> str | None:
-    """Where a new experiment keeps artifacts: beside a SQLite tracking file, else ``mlflow_root``.
+    """Where a new experiment keeps artifacts: under ``mlflow_root`` unless a server decides.
 
-    A server decides for itself (None). Keeping artifacts next to the database
-    they belong to means nothing lands in the current directory.
+    With no ``mlflow_root`` given, a SQLite tracking file keeps its artifacts
+    beside it, so a ``--tracking-uri`` alone never writes into the current directory.
     """
     uri = tracking_uri(settings)
     if urlparse(uri).scheme in _REMOTE_SCHEMES:
         return None
     root = settings.mlflow_root.resolve()
-    if uri.startswith("sqlite:///"):
+    if "mlflow_root" not in settings.model_fields_set and uri.startswith("sqlite:///"):
         root = Path(uri.removeprefix("sqlite:///")).resolve().parent
     return (root / "artifacts" / experiment).as_uri()
 

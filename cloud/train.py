@@ -26,6 +26,7 @@ from cloud.detector.fitting import (
     calibration_stats,
     collect_embeddings,
     greedy_coreset,
+    leave_one_out_scores,
     raw_image_scores,
 )
 from cloud.errors import DatasetError, TrainingError
@@ -67,6 +68,7 @@ class TrainSettings(BaseModel):
     band_margin: float = Field(default=0.75, ge=0.0)
     smoothing_sigma_patches: float = Field(default=1.0, gt=0.0)
     feature_blocks: tuple[int, ...] = FEATURE_BLOCKS
+    leave_one_out_calibration: bool = True
     seed: int = 0
     batch_size: int = Field(default=8, ge=1)
     skip_unreadable: bool = False
@@ -150,10 +152,16 @@ def fit_model(
         progress=lambda done, total: report("selecting the memory bank", done, total),
     )
     model.set_memory_bank(embeddings[chosen])
-    del embeddings
 
     report("calibrating on held-out good images", 0, len(calibration_images))
     raw = raw_image_scores(model, calibration_images, batch_size=settings.batch_size)
+    if settings.leave_one_out_calibration:
+        patches_per_image = len(embeddings) // len(fit_images)
+        grid = model.patch_grid((size, size))
+        raw = np.concatenate(
+            [raw, leave_one_out_scores(model, embeddings, chosen, patches_per_image, grid)]
+        )
+    del embeddings
     stats = calibration_stats(
         raw,
         target_false_alarm_rate=settings.target_false_alarm_rate,
@@ -213,7 +221,12 @@ def train_bundle(
             files={item.file: file_sha256(staging / item.file) for item in golden},
             input=InputSpec(height=size, width=size),
             calibration=ScoreCalibration(
-                method="z-score of image scores on held-out train/good images",
+                method=(
+                    "z-score of image scores of train/good images: held out, or scored "
+                    "against the memory bank without their own patches"
+                    if settings.leave_one_out_calibration
+                    else "z-score of image scores on held-out train/good images"
+                ),
                 raw_location=stats.location,
                 raw_scale=stats.scale,
                 n_images=stats.n_images,
@@ -223,7 +236,7 @@ def train_bundle(
                 uncertain_low=stats.uncertain_low,
                 method=(
                     f"threshold: the {1 - settings.target_false_alarm_rate:.0%} quantile of "
-                    f"{stats.n_images} held-out good images' calibrated scores (at least 1.0); "
+                    f"{stats.n_images} out-of-sample good images' calibrated scores (at least 1.0); "
                     f"uncertain band: {settings.band_margin} below it"
                 ),
                 target_false_alarm_rate=settings.target_false_alarm_rate,

@@ -24,6 +24,7 @@ __all__ = [
     "calibration_stats",
     "collect_embeddings",
     "greedy_coreset",
+    "leave_one_out_scores",
     "raw_image_scores",
 ]
 
@@ -95,6 +96,31 @@ def greedy_coreset(
     if progress:
         progress(size, size)
     return selected
+
+
+@torch.no_grad()
+def leave_one_out_scores(
+    model: PatchCoreModel,
+    embeddings: torch.Tensor,
+    chosen: torch.Tensor,
+    patches_per_image: int,
+    grid: tuple[int, int],
+) -> npt.NDArray[np.float64]:
+    """Raw image scores of the bank's own images, each against the bank without its patches.
+
+    A cheap out-of-sample score for every training image: calibration then rests
+    on all good images, not only the few held out, so the threshold's quantile is
+    estimated from many more samples.
+    """
+    sources = chosen // patches_per_image
+    scores = []
+    for index in range(embeddings.shape[0] // patches_per_image):
+        own = embeddings[index * patches_per_image : (index + 1) * patches_per_image]
+        squared = model.squared_distances(own)
+        squared[:, sources == index] = torch.inf
+        raw = squared.min(dim=-1).values.clamp_min(0.0).sqrt().reshape(1, *grid)
+        scores.append(float(model.score_patches(raw)[0]))
+    return np.asarray(scores, dtype=np.float64)
 
 
 @torch.no_grad()

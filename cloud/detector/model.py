@@ -73,7 +73,7 @@ class PatchCoreModel(nn.Module):
         # Patches live on the stride-8 grid: finer maps are average-pooled down to it,
         # coarser ones upsampled. A 3x3 neighbourhood average gives each patch context
         # (PatchCore's local aggregation).
-        grid = self._patch_grid(normalised.shape[-2:])
+        grid = self.patch_grid(normalised.shape[-2:])
         aligned = []
         for features in maps:
             if features.shape[-1] > grid[1]:
@@ -86,22 +86,27 @@ class PatchCoreModel(nn.Module):
         return torch.cat(aligned, dim=1).permute(0, 2, 3, 1)
 
     @staticmethod
-    def _patch_grid(size: torch.Size) -> tuple[int, int]:
+    def patch_grid(size: torch.Size | tuple[int, int]) -> tuple[int, int]:
         """The stride-8 patch grid of an input size."""
         return (int(size[0]) + 7) // 8, (int(size[1]) + 7) // 8
 
-    def patch_distances(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """Euclidean distance of each embedding (..., D) to its nearest bank entry."""
+    def squared_distances(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Squared distance of each embedding (..., D) to every bank entry (..., M)."""
         # |x|^2 - 2x.y + |y|^2 is one MatMul: far faster than cdist in ONNX Runtime and TensorRT.
         sq_norm = (embeddings**2).sum(dim=-1, keepdim=True)
         cross = embeddings @ self.memory_bank.T
-        squared = sq_norm - 2.0 * cross + self.memory_bank_sq_norm
-        return squared.min(dim=-1).values.clamp_min(0.0).sqrt()
+        return sq_norm - 2.0 * cross + self.memory_bank_sq_norm
+
+    def patch_distances(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Euclidean distance of each embedding (..., D) to its nearest bank entry."""
+        return self.squared_distances(embeddings).min(dim=-1).values.clamp_min(0.0).sqrt()
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (image_score (N,), anomaly_map (N, H, W)) on the calibrated scale."""
-        embeddings = self.embed(image)
-        raw = self.patch_distances(embeddings)  # (N, h, w)
+        return self.score_patches(self.patch_distances(self.embed(image)))
+
+    def score_patches(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Calibrate, smooth and upsample raw patch distances (N, h, w) into score and map."""
         calibrated = ((raw - self.score_location) / self.score_scale).unsqueeze(1)
         kernel = cast(torch.Tensor, self.smoothing_kernel)
         pad = kernel.shape[-1] // 2

@@ -93,3 +93,28 @@ def test_any_size_grey_or_colour(trained_bundle: ModelBundle, shape: tuple[int, 
     result = InferenceEngine(trained_bundle).infer_images([to_bgr(image)])
     assert result.anomaly_maps.shape == (1, SIZE, SIZE)
     assert np.isfinite(result.image_scores).all()
+
+
+def test_leave_one_out_scores_never_undercut_in_sample_scores(synthetic_dataset: Path) -> None:
+    from cloud.detector.fitting import collect_embeddings, greedy_coreset, leave_one_out_scores
+
+    images = _resized(load_layout(synthetic_dataset).train_good[:6])
+    settings = TrainSettings(input_size=SIZE, max_bank_size=128, leave_one_out_calibration=False)
+    model, _ = fit_model(images[:4], images[4:], settings)
+    embeddings = collect_embeddings(model, images[:4])
+    chosen = greedy_coreset(embeddings, 128)
+    model.set_memory_bank(embeddings[chosen])
+    model.set_calibration(0.0, 1.0)
+    grid = model.patch_grid((SIZE, SIZE))
+    loo = leave_one_out_scores(model, embeddings, chosen, len(embeddings) // 4, grid)
+    with torch.no_grad():
+        in_sample = model(torch.from_numpy(np.stack(images[:4])))[0].numpy()
+    assert loo.shape == (4,)
+    # Without its own patches an image can only be farther from the bank.
+    assert (loo >= in_sample - 1e-5).all()
+    assert (loo > in_sample + 1e-3).any()
+
+
+def test_calibration_counts_held_out_and_leave_one_out_images(trained_bundle: ModelBundle) -> None:
+    calibration = trained_bundle.manifest.calibration
+    assert calibration.n_images == trained_bundle.manifest.training_data["n_train_good"]

@@ -1,0 +1,36 @@
+"""MLflow tracking and model registry for bundles: log, register, promote, download."""
+
+from cloud.registry.pyfunc import MODEL_ARTIFACT_NAME, BundlePythonModel
+from cloud.registry.runs import log_training_run
+from cloud.registry.settings import (
+    RegistrySettings,
+    artifact_location,
+    load_registry_settings,
+    registry_uri,
+    signing_key_path,
+    tracking_uri,
+)
+from cloud.registry.versions import (
+    RegisteredVersion,
+    download_version,
+    latest_version_number,
+    promote,
+    register_bundle,
+)
+
+__all__ = [
+    "MODEL_ARTIFACT_NAME",
+    "BundlePythonModel",
+    "RegisteredVersion",
+    "RegistrySettings",
+    "artifact_location",
+    "download_version",
+    "latest_version_number",
+    "load_registry_settings",
+    "log_training_run",
+    "promote",
+    "register_bundle",
+    "registry_uri",
+    "signing_key_path",
+    "tracking_uri",
+]

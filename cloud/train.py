@@ -236,7 +236,8 @@ def train_bundle(
                 uncertain_low=stats.uncertain_low,
                 method=(
                     f"threshold: the {1 - settings.target_false_alarm_rate:.0%} quantile of "
-                    f"{stats.n_images} out-of-sample good images' calibrated scores (at least 1.0); "
+                    f"{stats.n_images} out-of-sample good images' calibrated scores "
+                    "(at least 1.0); "
                     f"uncertain band: {settings.band_margin} below it"
                 ),
                 target_false_alarm_rate=settings.target_false_alarm_rate,

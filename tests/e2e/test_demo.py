@@ -32,8 +32,6 @@ def test_demo_trains_deploys_to_both_nodes_and_collects(tmp_path: Path) -> None:
     # Every child was stopped: no process still holds the demo's log files open.
     logs = sorted((tmp_path / "demo" / "logs").glob("*.log"))
     assert [log.stem for log in logs] == ["cam-07", "cam-08", "collector", "mosquitto"]
-    lsof = subprocess.run(
-        ["fuser", *map(str, logs)], capture_output=True, text=True, check=False
-    )
+    lsof = subprocess.run(["fuser", *map(str, logs)], capture_output=True, text=True, check=False)
     assert lsof.stdout.strip() == "", f"still running: {lsof.stdout}"
     assert list(tmp_path.iterdir()) == [tmp_path / "demo"]  # nothing written to the cwd

@@ -59,7 +59,7 @@ class TrainSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    input_size: int = Field(default=224, ge=64, le=1024, multiple_of=32)
+    input_size: int = Field(default=256, ge=64, le=1024, multiple_of=32)
     coreset_ratio: float = Field(default=0.1, gt=0.0, le=1.0)
     max_bank_size: int = Field(default=2048, ge=16)
     calibration_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)

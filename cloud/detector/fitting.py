@@ -66,7 +66,7 @@ def greedy_coreset(
     size: int,
     *,
     seed: int = 0,
-    projection_dim: int = 128,
+    projection_dim: int = 64,
     progress: ProgressCallback | None = None,
 ) -> torch.Tensor:
     """Indices of ``size`` embeddings chosen by greedy k-center selection.
@@ -83,14 +83,21 @@ def greedy_coreset(
         points = embeddings @ projection
     else:
         points = embeddings
+    points = points.contiguous()
+    sq_norms = (points**2).sum(dim=1)
     selected = torch.empty(size, dtype=torch.long)
     selected[0] = int(torch.randint(count, (1,), generator=generator))
-    nearest = torch.cdist(points, points[selected[:1]]).squeeze(1)
+    nearest = torch.full((count,), torch.inf)
+    squared = torch.empty(count)
     report_every = max(1, size // 20)
-    for step in range(1, size):
-        index = int(torch.argmax(nearest))
-        selected[step] = index
-        nearest = torch.minimum(nearest, torch.cdist(points, points[index : index + 1]).squeeze(1))
+    for step in range(size):
+        if step:
+            selected[step] = int(torch.argmax(nearest))
+        centre = points[selected[step]]
+        # |x - c|^2 = |x|^2 - 2 x.c + |c|^2: one matrix-vector pass over the points per step.
+        torch.mv(points, centre, out=squared)
+        squared.mul_(-2.0).add_(sq_norms).add_(sq_norms[selected[step]])
+        torch.minimum(nearest, squared, out=nearest)
         if progress and step % report_every == 0:
             progress(step, size)
     if progress:

@@ -34,8 +34,11 @@ def make_engine(url: str, *, create_dirs: bool = True) -> Engine:
     """
     try:
         parsed = make_url(url)
+        if parsed.drivername == "postgresql":
+            # A bare postgresql:// means psycopg 3 in SQLAlchemy 2.1; we ship psycopg2.
+            parsed = parsed.set(drivername="postgresql+psycopg2")
         if parsed.get_backend_name() != "sqlite":
-            return create_engine(url, pool_pre_ping=True)
+            return create_engine(parsed, pool_pre_ping=True)
         database = parsed.database or ""
         if create_dirs and database and database != ":memory:":
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)

@@ -51,6 +51,10 @@ class EngineOptions:
     tensorrt_cache_dir: Path | None = None
     tensorrt_fp16: bool = False
     warmup_runs: int = 3
+    # ONNX Runtime's worker threads busy-wait between runs by default. On a small box
+    # the node shares its cores with decoding, gRPC and a second model being warmed,
+    # and spinning threads take cycles from all of them.
+    allow_spinning: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,9 @@ class InferenceEngine:
         session_options.inter_op_num_threads = self.options.inter_op_threads
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         session_options.log_severity_level = 3
+        spinning = "1" if self.options.allow_spinning else "0"
+        session_options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+        session_options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
         try:
             self._session = ort.InferenceSession(
                 str(bundle.model_path),

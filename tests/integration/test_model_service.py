@@ -101,9 +101,10 @@ def test_streaming_inspection_across_a_swap_fails_no_frame(
     frame = encode_png(grey_image(ABNORMAL_GREY))
 
     def requests() -> Iterator[inspection_pb2.InspectRequest]:
-        sent = 0
-        while not swapped.is_set() or sent < 20:  # keep streaming until well after the swap
+        sent = sent_after_swap = 0
+        while sent_after_swap < 20:  # keep streaming until 20 frames were sent after the swap
             sent += 1
+            sent_after_swap += swapped.is_set()
             yield inspection_pb2.InspectRequest(encoded=frame, frame_id=str(sent))
 
     versions: list[str] = []

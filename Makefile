@@ -25,6 +25,8 @@ typecheck: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy --strict cloud edge
 	$(PY) -m pytest
 
 test-fast: $(STAMP)

@@ -11,15 +11,17 @@ import json
 import re
 import signal
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from cloud.cli.app import app
 from cloud.collector.collector import Collector, CollectorStats
@@ -29,6 +31,8 @@ from cloud.db.migrate import current_revision, upgrade
 from cloud.db.queries import list_alerts, list_samples
 from cloud.db.session import make_engine, make_session_factory
 from edge.errors import ConfigError
+
+_T = TypeVar("_T")
 
 alerts_app = typer.Typer(help="The operators' alert feed.", no_args_is_help=True)
 samples_app = typer.Typer(help="Uncertain and abnormal samples for review.", no_args_is_help=True)
@@ -149,6 +153,17 @@ def collect(
     _print_stats("stopped;", collector.stats)
 
 
+def _read(db: str | None, query: Callable[[Session], _T]) -> _T:
+    """Run one read-only query on the migrated database named by ``--db`` or the settings."""
+    url = _migrated(_settings(db_url=db).db_url)
+    engine = make_engine(url, create_dirs=False)
+    try:
+        with make_session_factory(engine)() as session:
+            return query(session)
+    finally:
+        engine.dispose()
+
+
 @alerts_app.command("list")
 def alerts_list(
     db: Annotated[str | None, typer.Option("--db", help=DB_HELP)] = None,
@@ -164,14 +179,9 @@ def alerts_list(
     ] = False,
 ) -> None:
     """List alerts, newest first."""
-    url = _migrated(_settings(db_url=db).db_url)
-    after = _since(since)
-    engine = make_engine(url, create_dirs=False)
-    try:
-        with make_session_factory(engine)() as session:
-            alerts = list_alerts(session, node=node, since=after, limit=limit)
-    finally:
-        engine.dispose()
+    alerts = _read(
+        db, lambda session: list_alerts(session, node=node, since=_since(since), limit=limit)
+    )
     if as_json:
         typer.echo(json.dumps([a.to_json() for a in alerts], indent=2))
         return
@@ -201,19 +211,16 @@ def samples_list(
     ] = False,
 ) -> None:
     """List samples, newest first."""
-    url = _migrated(_settings(db_url=db).db_url)
-    engine = make_engine(url, create_dirs=False)
-    try:
-        with make_session_factory(engine)() as session:
-            samples = list_samples(
-                session,
-                verdict=verdict.value if verdict else None,
-                reviewed=reviewed,
-                node=node,
-                limit=limit,
-            )
-    finally:
-        engine.dispose()
+    samples = _read(
+        db,
+        lambda session: list_samples(
+            session,
+            verdict=verdict.value if verdict else None,
+            reviewed=reviewed,
+            node=node,
+            limit=limit,
+        ),
+    )
     if as_json:
         typer.echo(json.dumps([s.to_json() for s in samples], indent=2))
         return

@@ -127,9 +127,9 @@ class Rig:
 
     def __init__(self, workdir: Path, db_url: str) -> None:
         self.workdir = workdir
+        upgrade(db_url)  # before the broker starts, so a bad URL leaves no broker running
         self.broker = Broker(workdir)
         self.broker.start()
-        upgrade(db_url)
         self.engine = make_engine(db_url)
         self.committed = Committed([])
         settings = CollectorSettings(

@@ -21,6 +21,7 @@ from edge.frames import InspectedFrame, NodeIdentity
 from edge.mqtt.config import topic_for
 from edge.mqtt.outbox import OutboxMessage, ShedRank
 from edge.policy import Verdict
+from edge.visualize import anomaly_map_to_u8, overlay_jpeg
 
 __all__ = [
     "build_alert",
@@ -85,7 +86,7 @@ def build_sample(frame: InspectedFrame, identity: NodeIdentity) -> messages_pb2.
         uncertain_low=frame.uncertain_low,
         model=_model_ref(frame),
         image_png=_encode(".png", frame.image),
-        anomaly_map_png=_encode(".png", _map_to_u8(frame.anomaly_map, frame.threshold)),
+        anomaly_map_png=_encode(".png", anomaly_map_to_u8(frame.anomaly_map, frame.threshold)),
         metadata={
             "latency_ms": f"{frame.latency_ms:.3f}",
             "image_height": str(height),
@@ -109,7 +110,13 @@ def build_alert(
         image_score=frame.image_score,
         threshold=frame.threshold,
         model=_model_ref(frame),
-        thumbnail_jpeg=_thumbnail(frame),
+        thumbnail_jpeg=overlay_jpeg(
+            frame.image,
+            frame.anomaly_map,
+            frame.threshold,
+            quality=_THUMBNAIL_JPEG_QUALITY,
+            max_side=_THUMBNAIL_MAX_SIDE_PX,
+        ),
         sample_id=sample_id,
     )
 
@@ -153,27 +160,6 @@ def _model_ref(frame: InspectedFrame) -> common_pb2.ModelRef:
     return common_pb2.ModelRef(
         name=frame.model.name, version=frame.model.version, model_sha256=frame.model.model_sha256
     )
-
-
-def _map_to_u8(anomaly_map: npt.NDArray[np.float32], threshold: float) -> npt.NDArray[np.uint8]:
-    # The contract: 0..255 over [0, 2 x threshold], so the threshold sits at mid-grey.
-    top = 2.0 * threshold if threshold > 0 else 1.0
-    scaled = np.nan_to_num(np.asarray(anomaly_map, dtype=np.float32), nan=top) * (255.0 / top)
-    return np.clip(np.squeeze(scaled), 0.0, 255.0).astype(np.uint8)
-
-
-def _thumbnail(frame: InspectedFrame) -> bytes:
-    height, width = frame.image.shape[:2]
-    scale = min(1.0, _THUMBNAIL_MAX_SIDE_PX / max(height, width))
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    small = cv2.resize(frame.image, size, interpolation=cv2.INTER_AREA)
-    heat = cv2.applyColorMap(_map_to_u8(frame.anomaly_map, frame.threshold), cv2.COLORMAP_JET)
-    heat = cv2.resize(heat, size, interpolation=cv2.INTER_LINEAR)
-    if small.ndim == 2:
-        small = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)
-    overlay = cv2.addWeighted(small, 0.6, heat, 0.4, 0.0)
-    pixels = np.asarray(overlay, dtype=np.uint8)
-    return _encode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, _THUMBNAIL_JPEG_QUALITY])
 
 
 def _encode(

@@ -85,7 +85,8 @@ def test_anomaly_map_png_spans_zero_to_twice_the_threshold(
     sample = messages_pb2.Sample.FromString(only.payload)
     heat = cv2.imdecode(np.frombuffer(sample.anomaly_map_png, np.uint8), cv2.IMREAD_UNCHANGED)
 
-    expected = np.clip(frame.anomaly_map * (255.0 / (2 * frame.threshold)), 0, 255).astype(np.uint8)
+    scaled = np.rint(frame.anomaly_map * (255.0 / (2 * frame.threshold)))
+    expected = np.clip(scaled, 0, 255).astype(np.uint8)
     np.testing.assert_array_equal(heat, expected)
     assert only.shed_rank == ShedRank.UNCERTAIN_SAMPLE
 

@@ -13,12 +13,21 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from cloud.db.session import make_engine
 from cloud.errors import StoreError
+from edge.errors import ConfigError
 
-__all__ = ["MIGRATIONS_DIR", "alembic_config", "current_revision", "head_revision", "upgrade"]
+__all__ = [
+    "MIGRATIONS_DIR",
+    "alembic_config",
+    "current_revision",
+    "head_revision",
+    "require_migrated",
+    "upgrade",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -73,3 +82,19 @@ def current_revision(url: str) -> str | None:
 def head_revision() -> str | None:
     """Return the newest revision the packaged scripts know."""
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def require_migrated(url: str) -> str:
+    """Return ``url`` if it holds Linewatch tables; for commands that only read.
+
+    Raises:
+        ConfigError: a missing SQLite file or a database never migrated, naming the fix.
+    """
+    parsed = make_url(url)
+    missing_file = (
+        parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file()
+    )
+    if missing_file or current_revision(url) is None:
+        msg = f"database {url}: no Linewatch tables; run `linewatch db upgrade --db {url}` first"
+        raise ConfigError(msg)
+    return url

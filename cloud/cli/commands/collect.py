@@ -20,14 +20,13 @@ from typing import Annotated, TypeVar
 
 import typer
 from pydantic import ValidationError
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from cloud.cli.app import app
 from cloud.collector.collector import Collector, CollectorStats
 from cloud.collector.settings import CollectorSettings
 from cloud.collector.store import BlobStore
-from cloud.db.migrate import current_revision, upgrade
+from cloud.db.migrate import require_migrated, upgrade
 from cloud.db.queries import list_alerts, list_samples
 from cloud.db.session import make_engine, make_session_factory
 from edge.errors import ConfigError
@@ -63,17 +62,6 @@ def _settings(**flags: object) -> CollectorSettings:
         field = ".".join(str(part) for part in first["loc"])
         msg = f"setting {field}: {first['msg']} (got {first.get('input')!r})"
         raise ConfigError(msg) from exc
-
-
-def _migrated(url: str) -> str:
-    parsed = make_url(url)
-    missing_file = (
-        parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file()
-    )
-    if missing_file or current_revision(url) is None:
-        msg = f"database {url}: no Linewatch tables; run `linewatch db upgrade --db {url}` first"
-        raise ConfigError(msg)
-    return url
 
 
 def _since(text: str | None) -> datetime | None:
@@ -155,7 +143,7 @@ def collect(
 
 def _read(db: str | None, query: Callable[[Session], _T]) -> _T:
     """Run one read-only query on the migrated database named by ``--db`` or the settings."""
-    url = _migrated(_settings(db_url=db).db_url)
+    url = require_migrated(_settings(db_url=db).db_url)
     engine = make_engine(url, create_dirs=False)
     try:
         with make_session_factory(engine)() as session:

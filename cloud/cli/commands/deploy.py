@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.cli.app import app
@@ -35,22 +34,15 @@ _NODES_HELP = "Node names (cam-07,cam-08) or addresses (10.0.0.7:50051,…), com
 
 def _sessions(db: str | None, *, create: bool) -> sessionmaker[Session]:
     """A session factory on a migrated database; ``create`` migrates a new one first."""
-    from cloud.db.migrate import current_revision, upgrade
+    from cloud.db.migrate import require_migrated, upgrade
     from cloud.db.session import make_engine, make_session_factory
     from cloud.deploy.settings import load_deploy_settings
-    from edge.errors import ConfigError
 
     url = load_deploy_settings(db_url=db).db_url
     if create:
         upgrade(url)
     else:
-        parsed = make_url(url)
-        missing = (
-            parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file()
-        )
-        if missing or current_revision(url) is None:
-            msg = f"database {url}: no Linewatch tables yet; run `linewatch db upgrade --db {url}`"
-            raise ConfigError(msg)
+        require_migrated(url)
     return make_session_factory(make_engine(url))
 
 

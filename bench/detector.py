@@ -1,12 +1,14 @@
 """Benchmark the detector (issue: detector): quality, training speed, inference speed, size.
 
 Prints, on this machine, for each synthetic category: image AUROC, false-alarm
-rate at full recall, training seconds per 100 images; then, on one bundle at
+rate at full recall, recall and false alarms at the bundle's threshold, training
+seconds per 100 images -- for the default detector and, side by side on the same
+data, without per-location normalisation of the patch distances; then, on one bundle at
 the default input size: ONNX Runtime latency at batch 1 (median of repeats)
 and throughput at batch 8, torch eager on the same model side by side, and the
 bundle size.
 
-    python bench/detector.py [--categories metal,fabric] [--threads 2] [--repeats 50]
+    python bench/detector.py [--categories metal,fabric] [--n-test-good 40] [--threads 2]
 """
 
 from __future__ import annotations
@@ -38,10 +40,9 @@ def _median_ms(run: object, repeats: int) -> float:
     return statistics.median(times)
 
 
-def quality(category: str, work: Path, n_train: int, settings: TrainSettings) -> dict[str, float]:
-    data = generate_dataset(work / category, seed=1, category=category, n_train=n_train)
+def quality(data: Path, bundle_dir: Path, settings: TrainSettings) -> dict[str, float]:
     started = time.perf_counter()
-    bundle = train_bundle(data, work / f"bundle-{category}", name=category, settings=settings)
+    bundle = train_bundle(data, bundle_dir, name=data.name, settings=settings)
     train_s = time.perf_counter() - started
     layout = load_layout(data, require_test=True)
     engine = InferenceEngine(bundle, EngineOptions(intra_op_threads=torch.get_num_threads()))
@@ -100,6 +101,8 @@ def main() -> None:
     )
     parser.add_argument("--categories", default=",".join(CATEGORIES))
     parser.add_argument("--n-train", type=int, default=100)
+    parser.add_argument("--n-test-good", type=int, default=40)
+    parser.add_argument("--n-test-per-defect", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=50)
     args = parser.parse_args()
@@ -107,15 +110,30 @@ def main() -> None:
     settings = TrainSettings()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        header = ("category", "AUROC", "FPR@100%rec", "recall@thr", "FA@thr", "train s/100")
-        print("{:12}{:>8}{:>13}{:>12}{:>8}{:>13}".format(*header))
+        variants = {
+            "default": settings,
+            "no-patch-norm": settings.model_copy(update={"patch_normalisation": False}),
+        }
+        header = ("category", "detector", "AUROC", "FPR@100%rec", "recall@thr", "FA@thr", "s/100")
+        print("{:10}{:15}{:>7}{:>13}{:>12}{:>8}{:>7}".format(*header))
         for category in args.categories.split(","):
-            row = quality(category, work, args.n_train, settings)
-            print(
-                f"{category:12}{row['image_auroc']:8.3f}{row['fpr_at_full_recall']:13.3f}"
-                f"{row['recall_at_threshold']:12.3f}{row['false_alarm_at_threshold']:8.3f}"
-                f"{row['train_s_per_100']:13.1f}"
+            data = generate_dataset(
+                work / category,
+                seed=1,
+                category=category,
+                n_train=args.n_train,
+                n_test_good=args.n_test_good,
+                n_test_per_defect=args.n_test_per_defect,
             )
+            for label, variant in variants.items():
+                suffix = "" if label == "default" else f"-{label}"
+                row = quality(data, work / f"bundle-{category}{suffix}", variant)
+                print(
+                    f"{category:10}{label:15}{row['image_auroc']:7.3f}"
+                    f"{row['fpr_at_full_recall']:13.3f}{row['recall_at_threshold']:12.3f}"
+                    f"{row['false_alarm_at_threshold']:8.3f}{row['train_s_per_100']:7.1f}",
+                    flush=True,
+                )
         first = args.categories.split(",")[0]
         from edge.bundle import load_bundle
 

@@ -25,9 +25,11 @@ from cloud.detector.fitting import (
     CalibrationStats,
     calibration_stats,
     collect_embeddings,
+    distance_maps,
     greedy_coreset,
-    leave_one_out_scores,
-    raw_image_scores,
+    leave_one_out_maps,
+    out_of_fold_image_scores,
+    patch_normalisation,
 )
 from cloud.errors import DatasetError, TrainingError
 from cloud.golden import make_golden_images
@@ -69,6 +71,8 @@ class TrainSettings(BaseModel):
     smoothing_sigma_patches: float = Field(default=1.0, gt=0.0)
     feature_blocks: tuple[int, ...] = FEATURE_BLOCKS
     leave_one_out_calibration: bool = True
+    patch_normalisation: bool = True
+    normalisation_prior_images: float = Field(default=8.0, ge=0.0)
     seed: int = 0
     batch_size: int = Field(default=8, ge=1)
     skip_unreadable: bool = False
@@ -154,14 +158,20 @@ def fit_model(
     model.set_memory_bank(embeddings[chosen])
 
     report("calibrating on held-out good images", 0, len(calibration_images))
-    raw = raw_image_scores(model, calibration_images, batch_size=settings.batch_size)
+    maps = distance_maps(model, calibration_images, batch_size=settings.batch_size)
     if settings.leave_one_out_calibration:
         patches_per_image = len(embeddings) // len(fit_images)
         grid = model.patch_grid((size, size))
-        raw = np.concatenate(
-            [raw, leave_one_out_scores(model, embeddings, chosen, patches_per_image, grid)]
-        )
+        loo_maps = leave_one_out_maps(model, embeddings, chosen, patches_per_image, grid)
+        maps = torch.cat([maps, loo_maps])
     del embeddings
+    if settings.patch_normalisation:
+        prior = settings.normalisation_prior_images
+        raw = out_of_fold_image_scores(model, maps, prior_images=prior)
+        model.set_patch_normalisation(*patch_normalisation(maps, prior_images=prior))
+    else:
+        with torch.no_grad():
+            raw = model.score_patches(maps)[0].double().numpy()
     stats = calibration_stats(
         raw,
         target_false_alarm_rate=settings.target_false_alarm_rate,
@@ -251,6 +261,13 @@ def train_bundle(
                 "memory_bank_size": int(model.memory_bank.shape[0]),
                 "coreset_ratio": settings.coreset_ratio,
                 "smoothing_sigma_patches": settings.smoothing_sigma_patches,
+                "patch_normalisation": (
+                    "per-location mean and spread of out-of-sample good distance maps, "
+                    f"shrunk towards the global figures by {settings.normalisation_prior_images} "
+                    "pseudo-images; calibration scores cross-fitted over 5 folds"
+                    if settings.patch_normalisation
+                    else "none"
+                ),
             },
             training_data={
                 "digest": data_digest(list(kept), layout.root),

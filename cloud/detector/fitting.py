@@ -23,9 +23,11 @@ __all__ = [
     "ProgressCallback",
     "calibration_stats",
     "collect_embeddings",
+    "distance_maps",
     "greedy_coreset",
-    "leave_one_out_scores",
-    "raw_image_scores",
+    "leave_one_out_maps",
+    "out_of_fold_image_scores",
+    "patch_normalisation",
 ]
 
 logger = logging.getLogger(__name__)
@@ -106,37 +108,78 @@ def greedy_coreset(
 
 
 @torch.no_grad()
-def leave_one_out_scores(
+def leave_one_out_maps(
     model: PatchCoreModel,
     embeddings: torch.Tensor,
     chosen: torch.Tensor,
     patches_per_image: int,
     grid: tuple[int, int],
-) -> npt.NDArray[np.float64]:
-    """Raw image scores of the bank's own images, each against the bank without its patches.
+) -> torch.Tensor:
+    """Raw distance maps (n, h, w) of the bank's own images, each against the bank without them.
 
-    A cheap out-of-sample score for every training image: calibration then rests
-    on all good images, not only the few held out, so the threshold's quantile is
-    estimated from many more samples.
+    A cheap out-of-sample map for every training image: calibration then rests
+    on all good images, not only the few held out, so per-location statistics
+    and the threshold's quantile are estimated from many more samples.
     """
     sources = chosen // patches_per_image
-    scores = []
+    maps = []
     for index in range(embeddings.shape[0] // patches_per_image):
         own = embeddings[index * patches_per_image : (index + 1) * patches_per_image]
         squared = model.squared_distances(own)
         squared[:, sources == index] = torch.inf
-        raw = squared.min(dim=-1).values.clamp_min(0.0).sqrt().reshape(1, *grid)
-        scores.append(float(model.score_patches(raw)[0]))
-    return np.asarray(scores, dtype=np.float64)
+        maps.append(squared.min(dim=-1).values.clamp_min(0.0).sqrt().reshape(grid))
+    return torch.stack(maps)
 
 
 @torch.no_grad()
-def raw_image_scores(
+def distance_maps(
     model: PatchCoreModel, images: Sequence[ImageArray], *, batch_size: int = 8
+) -> torch.Tensor:
+    """Raw nearest-neighbour distance maps (n, h, w) of resized images."""
+    maps = [model.patch_distances(model.embed(batch)) for batch in _batches(images, batch_size)]
+    return torch.cat(maps)
+
+
+def patch_normalisation(
+    maps: torch.Tensor, *, prior_images: float = 8.0, scale_floor: float = 0.5
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-location mean and spread (h, w) of good images' distance maps (n, h, w).
+
+    Each location's statistics are shrunk towards the whole map's, as if
+    ``prior_images`` more images had shown the global figures, so a handful of
+    calibration images cannot produce a wild baseline; the spread is kept at or
+    above ``scale_floor`` times its median, so no location becomes hair-trigger.
+    """
+    count = float(maps.shape[0])
+    weight = count / (count + prior_images)
+    global_mean = maps.mean()
+    global_var = maps.var() if maps.numel() > 1 else torch.tensor(0.0)
+    local_var = maps.var(dim=0) if maps.shape[0] > 1 else torch.zeros_like(maps[0])
+    location = weight * maps.mean(dim=0) + (1.0 - weight) * global_mean
+    scale = (weight * local_var + (1.0 - weight) * global_var).sqrt()
+    scale = scale.clamp_min(max(scale_floor * float(scale.median()), 1e-6))
+    return location, scale
+
+
+@torch.no_grad()
+def out_of_fold_image_scores(
+    model: PatchCoreModel, maps: torch.Tensor, *, folds: int = 5, prior_images: float = 8.0
 ) -> npt.NDArray[np.float64]:
-    """Uncalibrated image scores (calibration must be the identity while this runs)."""
-    scores = [model(batch)[0] for batch in _batches(images, batch_size)]
-    return torch.cat(scores).double().numpy()
+    """Image scores of good maps, each normalised by statistics of the other folds' maps.
+
+    Scoring a map with statistics it helped estimate would understate normal
+    scores and set the threshold too low; cross-fitting keeps every score out of
+    sample. The model's image calibration must be the identity while this runs.
+    """
+    count = maps.shape[0]
+    folds = max(1, min(folds, count // 2))
+    scores = torch.empty(count, dtype=torch.float64)
+    for fold in range(folds):
+        inside = torch.arange(count) % folds == fold
+        others = maps[~inside] if folds > 1 else maps
+        location, scale = patch_normalisation(others, prior_images=prior_images)
+        scores[inside] = model.score_normalised((maps[inside] - location) / scale)[0].double()
+    return scores.numpy()
 
 
 @dataclass(frozen=True)

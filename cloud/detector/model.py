@@ -50,6 +50,9 @@ class PatchCoreModel(nn.Module):
         # Filled by fitting; buffers so they travel into the ONNX graph as constants.
         self.register_buffer("memory_bank", torch.zeros(1, dim))
         self.register_buffer("memory_bank_sq_norm", torch.zeros(1))
+        # Per-location baseline of normal distances (h, w); identity until fitting sets it.
+        self.register_buffer("patch_location", torch.zeros(1, 1))
+        self.register_buffer("patch_scale", torch.ones(1, 1))
         self.register_buffer("score_location", torch.tensor(0.0))
         self.register_buffer("score_scale", torch.tensor(1.0))
         self.register_buffer("smoothing_kernel", gaussian_kernel(smoothing_sigma_patches))
@@ -59,6 +62,17 @@ class PatchCoreModel(nn.Module):
         """Install the coreset of normal patch embeddings (M, D)."""
         self.memory_bank = bank.contiguous().float()
         self.memory_bank_sq_norm = (self.memory_bank**2).sum(dim=1)
+
+    def set_patch_normalisation(self, location: torch.Tensor, scale: torch.Tensor) -> None:
+        """Install the per-location mean and spread (h, w) of distances on good images.
+
+        Normal variation is not the same everywhere: patches at the image border see
+        the backbone's zero padding, and parts have busy and plain regions. Measuring
+        each patch against what is normal *at its place* keeps a busy border from
+        outscoring a real defect in the middle.
+        """
+        self.patch_location = location.contiguous().float()
+        self.patch_scale = scale.contiguous().float()
 
     def set_calibration(self, location: float, scale: float) -> None:
         """Install the affine map from raw distances to calibrated scores."""
@@ -106,8 +120,12 @@ class PatchCoreModel(nn.Module):
         return self.score_patches(self.patch_distances(self.embed(image)))
 
     def score_patches(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Calibrate, smooth and upsample raw patch distances (N, h, w) into score and map."""
-        calibrated = ((raw - self.score_location) / self.score_scale).unsqueeze(1)
+        """Normalise raw patch distances (N, h, w) per location, then score them."""
+        return self.score_normalised((raw - self.patch_location) / self.patch_scale)
+
+    def score_normalised(self, normalised: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Calibrate, smooth and upsample normalised patch maps (N, h, w) into score and map."""
+        calibrated = ((normalised - self.score_location) / self.score_scale).unsqueeze(1)
         kernel = cast(torch.Tensor, self.smoothing_kernel)
         pad = kernel.shape[-1] // 2
         smoothed = F.conv2d(F.pad(calibrated, [pad] * 4, mode="replicate"), kernel)

@@ -95,8 +95,13 @@ def test_any_size_grey_or_colour(trained_bundle: ModelBundle, shape: tuple[int, 
     assert np.isfinite(result.image_scores).all()
 
 
-def test_leave_one_out_scores_never_undercut_in_sample_scores(synthetic_dataset: Path) -> None:
-    from cloud.detector.fitting import collect_embeddings, greedy_coreset, leave_one_out_scores
+def test_leave_one_out_maps_never_undercut_in_sample_maps(synthetic_dataset: Path) -> None:
+    from cloud.detector.fitting import (
+        collect_embeddings,
+        distance_maps,
+        greedy_coreset,
+        leave_one_out_maps,
+    )
 
     images = _resized(load_layout(synthetic_dataset).train_good[:6])
     settings = TrainSettings(input_size=SIZE, max_bank_size=128, leave_one_out_calibration=False)
@@ -104,14 +109,12 @@ def test_leave_one_out_scores_never_undercut_in_sample_scores(synthetic_dataset:
     embeddings = collect_embeddings(model, images[:4])
     chosen = greedy_coreset(embeddings, 128)
     model.set_memory_bank(embeddings[chosen])
-    model.set_calibration(0.0, 1.0)
     grid = model.patch_grid((SIZE, SIZE))
-    loo = leave_one_out_scores(model, embeddings, chosen, len(embeddings) // 4, grid)
-    with torch.no_grad():
-        in_sample = model(torch.from_numpy(np.stack(images[:4])))[0].numpy()
-    assert loo.shape == (4,)
-    # Without its own patches an image can only be farther from the bank.
-    assert (loo >= in_sample - 1e-5).all()
+    loo = leave_one_out_maps(model, embeddings, chosen, len(embeddings) // 4, grid)
+    in_sample = distance_maps(model, images[:4])
+    assert loo.shape == in_sample.shape == (4, *grid)
+    # Without its own patches a patch can only be farther from the bank.
+    assert (loo >= in_sample - 1e-4).all()
     assert (loo > in_sample + 1e-3).any()
 
 

@@ -34,11 +34,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PROVIDER_ORDER = (
+_TENSORRT, _CUDA, _CPU = (
     "TensorrtExecutionProvider",
     "CUDAExecutionProvider",
     "CPUExecutionProvider",
 )
+DEFAULT_PROVIDER_ORDER = (_TENSORRT, _CUDA, _CPU)
 
 
 @dataclass(frozen=True)
@@ -71,20 +72,28 @@ def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
-def choose_providers(requested: Sequence[str] | None = None) -> list[str]:
+def choose_providers(
+    requested: Sequence[str] | None = None, offered: Sequence[str] | None = None
+) -> list[str]:
     """Return the providers to use, in order, always ending with the CPU.
 
-    A requested provider this build lacks is skipped with a warning, so a
-    config written for a GPU box still starts on a CPU-only one.
+    A requested provider this build lacks (``offered`` defaults to this
+    onnxruntime's) is skipped with a note, so a config written for a GPU box
+    still starts on a CPU-only one. TensorRT is always followed by CUDA where
+    the build has it: TensorRT hands the nodes it cannot compile -- and the
+    whole graph, when its libraries are missing -- to the next provider, and
+    that should be the GPU, not the CPU.
     """
-    offered = set(available_providers())
+    available = set(available_providers() if offered is None else offered)
     wanted = list(requested) if requested else list(DEFAULT_PROVIDER_ORDER)
-    chosen = [name for name in wanted if name in offered]
+    if _TENSORRT in wanted and _CUDA not in wanted:
+        wanted.insert(wanted.index(_TENSORRT) + 1, _CUDA)
+    chosen = [name for name in wanted if name in available]
     for name in wanted:
-        if name not in offered:
+        if name not in available:
             logger.info("provider not available in this onnxruntime build provider=%s", name)
-    if "CPUExecutionProvider" not in chosen:
-        chosen.append("CPUExecutionProvider")
+    if _CPU not in chosen:
+        chosen.append(_CPU)
     return chosen
 
 
@@ -130,6 +139,18 @@ class InferenceEngine:
             msg = f"model {bundle.label}: ONNX Runtime cannot load {bundle.model_path.name} ({exc})"
             raise EngineError(msg) from exc
         self.providers = tuple(self._session.get_providers())
+        if self.providers[0] != providers[0]:
+            # ONNX Runtime falls back on its own when a provider cannot start (TensorRT
+            # without libnvinfer, CUDA without cuDNN); a GPU node on the CPU must be loud.
+            logger.warning(
+                "engine fell back model=%s wanted=%s running=%s: ONNX Runtime could not start "
+                "%s; install its libraries (TensorRT: libnvinfer, CUDA: cuDNN and cuBLAS) or "
+                "set providers explicitly",
+                bundle.label,
+                providers[0],
+                self.providers[0],
+                providers[0],
+            )
         self._input_name = self._session.get_inputs()[0].name
         self._output_names = [output.name for output in self._session.get_outputs()]
         logger.info("engine loaded model=%s providers=%s", bundle.label, ",".join(self.providers))

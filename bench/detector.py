@@ -8,7 +8,7 @@ the default input size: ONNX Runtime latency at batch 1 (median of repeats)
 and throughput at batch 8, torch eager on the same model side by side, and the
 bundle size.
 
-    python bench/detector.py [--categories metal,fabric] [--n-test-good 40] [--threads 2]
+    python bench/detector.py [--categories metal,fabric] [--n-test-good 60] [--threads 2]
 """
 
 from __future__ import annotations
@@ -101,8 +101,8 @@ def main() -> None:
     )
     parser.add_argument("--categories", default=",".join(CATEGORIES))
     parser.add_argument("--n-train", type=int, default=100)
-    parser.add_argument("--n-test-good", type=int, default=40)
-    parser.add_argument("--n-test-per-defect", type=int, default=8)
+    parser.add_argument("--n-test-good", type=int, default=60)
+    parser.add_argument("--n-test-per-defect", type=int, default=12)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=50)
     args = parser.parse_args()

@@ -63,12 +63,12 @@ class TrainSettings(BaseModel):
 
     input_size: int = Field(default=256, ge=64, le=1024, multiple_of=32)
     coreset_ratio: float = Field(default=0.1, gt=0.0, le=1.0)
-    max_bank_size: int = Field(default=2048, ge=16)
+    max_bank_size: int = Field(default=4096, ge=16)
     calibration_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
     min_calibration_images: int = Field(default=3, ge=1)
     target_false_alarm_rate: float = Field(default=0.05, gt=0.0, lt=1.0)
     band_margin: float = Field(default=0.75, ge=0.0)
-    smoothing_sigma_patches: float = Field(default=1.0, gt=0.0)
+    smoothing_sigma_patches: float = Field(default=0.5, gt=0.0)
     feature_blocks: tuple[int, ...] = FEATURE_BLOCKS
     leave_one_out_calibration: bool = True
     patch_normalisation: bool = True

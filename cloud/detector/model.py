@@ -41,7 +41,7 @@ class PatchCoreModel(nn.Module):
         backbone: EfficientNetLiteFeatures,
         *,
         input_size: tuple[int, int],
-        smoothing_sigma_patches: float = 1.0,
+        smoothing_sigma_patches: float = 0.5,
     ) -> None:
         super().__init__()
         self.backbone = backbone

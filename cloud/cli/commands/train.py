@@ -21,7 +21,7 @@ def train(
     name: Annotated[str | None, typer.Option(help="Model name (default: data folder).")] = None,
     register: Annotated[bool, typer.Option(help="Also register a new MLflow version.")] = False,
     input_size: Annotated[int, typer.Option(help="Square model input, pixels.")] = 256,
-    max_bank_size: Annotated[int, typer.Option(help="Memory bank entries (speed).")] = 2048,
+    max_bank_size: Annotated[int, typer.Option(help="Memory bank entries (speed).")] = 4096,
     target_false_alarm_rate: Annotated[
         float, typer.Option(help="Share of good parts allowed to alarm; sets the threshold.")
     ] = 0.05,

@@ -283,7 +283,7 @@ class EdgeNode:
         address = self.advertised_address()
         logger.info(
             "publishing to MQTT url=%s node=%s grpc=%s",
-            settings.mqtt_url,
+            config.address,
             self.identity.node,
             address,
         )

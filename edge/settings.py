@@ -77,12 +77,14 @@ class EdgeSettings(BaseSettings):
     metrics: str | None = Field(default=None, description="[host]:port of /metrics; off if unset")
 
     # MQTT: alerts, samples and status go out through a durable outbox.
-    mqtt_url: str | None = Field(default=None, description="mqtt://host:1883; off if unset")
+    mqtt_url: str | None = Field(  # repr=False: it may carry a password
+        default=None, description="mqtt://host:1883; off if unset", repr=False
+    )
     advertise_address: str | None = Field(
         default=None, description="host:port the cloud reaches this node at (status heartbeat)"
     )
     mqtt_user: str | None = None
-    mqtt_password: str | None = None
+    mqtt_password: str | None = Field(default=None, repr=False)
     mqtt_tls_ca: Path | None = None
     outbox_dir: Path = Field(default_factory=lambda: _DATA_DIR / "outbox")
     outbox_quota_mb: float = Field(default=256.0, gt=0.0)

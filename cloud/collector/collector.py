@@ -104,6 +104,7 @@ class Collector:
         self._stats = CollectorStats()
         self._stats_lock = threading.Lock()
         self._worker = threading.Thread(target=self._work, name="collector-writer", daemon=True)
+        self._failed_connects = 0
         self._client = self._make_client()
 
     @property
@@ -147,12 +148,14 @@ class Collector:
             protocol=MQTTProtocolVersion.MQTTv5,
             manual_ack=True,
         )
-        if settings.mqtt_user:
-            client.username_pw_set(settings.mqtt_user, settings.mqtt_password)
+        username = settings.mqtt_user or self._address.username
+        if username:
+            client.username_pw_set(username, settings.mqtt_password or self._address.password)
         if self._address.tls or settings.mqtt_tls_ca:
             client.tls_set(ca_certs=str(settings.mqtt_tls_ca) if settings.mqtt_tls_ca else None)
         client.reconnect_delay_set(1, settings.reconnect_max_delay_s)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
@@ -169,10 +172,11 @@ class Collector:
         if reason_code.is_failure:
             logger.error(
                 "broker refused the collector url=%s reason=%s; check credentials",
-                self._settings.mqtt_url,
+                self._address.display,
                 reason_code,
             )
             return
+        self._failed_connects = 0
         # Messages queued from an older connection must not be acknowledged on this one:
         # their packet ids may now name other messages. The broker resends them.
         self._generation += 1
@@ -180,10 +184,21 @@ class Collector:
         client.subscribe(topic, qos=1)
         logger.info(
             "collector connected url=%s session_present=%s subscribing=%s",
-            self._settings.mqtt_url,
+            self._address.display,
             flags.session_present,
             topic,
         )
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        # paho retries quietly; say it once per outage (and then every 20th try).
+        self._failed_connects += 1
+        if self._failed_connects % 20 == 1:
+            logger.warning(
+                "collector cannot connect to the broker url=%s attempts=%d: check the address, "
+                "that it listens, and for TLS the CA file and the name in its certificate",
+                self._address.display,
+                self._failed_connects,
+            )
 
     def _on_subscribe(
         self,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,9 +22,9 @@ class CollectorSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LINEWATCH_", extra="ignore", frozen=True)
 
-    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    mqtt_url: str = Field(default="mqtt://127.0.0.1:1883", repr=False)  # may hold a password
     mqtt_user: str | None = None
-    mqtt_password: str | None = None
+    mqtt_password: str | None = Field(default=None, repr=False)
     mqtt_tls_ca: Path | None = None
     db_url: str = DEFAULT_DB_URL
     store_dir: Path = Path("var/samples")
@@ -39,15 +39,23 @@ class CollectorSettings(BaseSettings):
 
 @dataclass(frozen=True)
 class BrokerAddress:
-    """Where the broker listens, parsed from an MQTT URL."""
+    """Where the broker listens, and the credentials a URL may carry."""
 
     host: str
     port: int
     tls: bool
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def display(self) -> str:
+        """The URL without its password, for logs and the console."""
+        user = f"{self.username}@" if self.username else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
 
 
 def broker_address(url: str) -> BrokerAddress:
-    """Parse ``mqtt://host:port`` or ``mqtts://host:port``.
+    """Parse ``mqtt://[user:password@]host:port`` or ``mqtts://…``.
 
     Raises:
         ConfigError: a URL that is not an MQTT URL with a host.
@@ -58,8 +66,13 @@ def broker_address(url: str) -> BrokerAddress:
     except ValueError:
         port = -1
     if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or port == -1:
-        msg = f"MQTT URL {url!r}: expected mqtt://host:port or mqtts://host:port; fix --mqtt"
+        shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+        msg = f"MQTT URL {shown!r}: expected mqtt://host:port or mqtts://host:port; fix --mqtt"
         raise ConfigError(msg)
     return BrokerAddress(
-        parts.hostname, port or _DEFAULT_PORTS[parts.scheme], parts.scheme == "mqtts"
+        parts.hostname,
+        port or _DEFAULT_PORTS[parts.scheme],
+        parts.scheme == "mqtts",
+        username=parts.username,
+        password=parts.password,
     )

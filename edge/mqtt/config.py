@@ -34,7 +34,7 @@ class MqttConfig(BaseModel):
     port: int = Field(default=1883, gt=0, lt=65536)
     tls: bool = False
     username: str | None = None
-    password: str | None = None
+    password: str | None = Field(default=None, repr=False)
     tls_ca: Path | None = None
     outbox_dir: Path = Path("var/outbox")
     outbox_quota_bytes: int = Field(default=1 << 30, gt=0)
@@ -44,6 +44,12 @@ class MqttConfig(BaseModel):
     reconnect_min_delay_s: int = Field(default=1, ge=1)
     reconnect_max_delay_s: int = Field(default=30, ge=1)
     client_id: str | None = None
+
+    @property
+    def address(self) -> str:
+        """The broker URL without the password, for logs."""
+        user = f"{self.username}@" if self.username else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
 
     @classmethod
     def from_url(

@@ -83,6 +83,7 @@ class OutboxPublisher:
         self._thread: threading.Thread | None = None
         self.published = 0
         self.acknowledged = 0
+        self._failed_connects = 0
         self._client = self._make_client()
 
     @property
@@ -162,9 +163,22 @@ class OutboxPublisher:
         client.max_inflight_messages_set(config.inflight_window + 2)  # + status heartbeats
         client.max_queued_messages_set(0)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         return client
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        # paho retries quietly; say it once per outage (and then every 20th try).
+        self._failed_connects += 1
+        if self._failed_connects % 20 == 1:
+            logger.warning(
+                "cannot connect to the broker url=%s attempts=%d backlog kept: check the "
+                "address, that it listens, and for TLS the CA file and the name in its "
+                "certificate",
+                self._config.address,
+                self._failed_connects,
+            )
 
     def _on_connect(
         self,
@@ -183,6 +197,7 @@ class OutboxPublisher:
             )
             return
         logger.info("connected to broker host=%s port=%d", self._config.host, self._config.port)
+        self._failed_connects = 0
         with self._lock:
             self._connected = True
             self._next_heartbeat = 0.0  # announce ONLINE at once

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -54,10 +54,19 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None
 class Broker:
     """One Mosquitto process that can be stopped and restarted on the same port."""
 
-    def __init__(self, workdir: Path, *, persistence: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        persistence: bool = False,
+        secure_options: Sequence[str] = (),
+    ) -> None:
+        """``secure_options``: listener lines (certificates, password file); they turn
+        anonymous access off and, with a certfile, make the URL ``mqtts://``."""
         self.workdir = workdir
         self.port = free_port()
-        self.url = f"mqtt://127.0.0.1:{self.port}"
+        tls = any(line.startswith("certfile") for line in secure_options)
+        self.url = f"{'mqtts' if tls else 'mqtt'}://127.0.0.1:{self.port}"
         self.persistence = persistence
         self._process: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
@@ -66,7 +75,8 @@ class Broker:
             "\n".join(
                 [
                     f"listener {self.port} 127.0.0.1",
-                    "allow_anonymous true",
+                    *secure_options,
+                    f"allow_anonymous {'false' if secure_options else 'true'}",
                     f"persistence {'true' if persistence else 'false'}",
                     f"persistence_location {workdir}/",
                     "max_queued_messages 0",  # no cap: the collector's queue must not drop

@@ -43,6 +43,7 @@ DEFECT_TYPES: tuple[str, ...] = (
 
 _SUBTLE_SHARE = 0.25
 _MAX_ATTEMPTS = 8
+_IN_REGION = 0.6  # share of a defect's mask that must lie inside the allowed region
 # Foreign colours (RGB) for contamination: oil, rust, blue paint, green, red, yellow, dust.
 _FOREIGN_COLOURS = np.array(
     [
@@ -234,7 +235,10 @@ _PAINTERS: dict[str, Painter] = {
 
 
 def paint_defect(
-    surface: FloatImage, defect_type: str, rng: np.random.Generator
+    surface: FloatImage,
+    defect_type: str,
+    rng: np.random.Generator,
+    region: NDArray[np.bool_] | None = None,
 ) -> tuple[FloatImage, Mask]:
     """Blend one random defect of ``defect_type`` into a surface.
 
@@ -242,6 +246,8 @@ def paint_defect(
         surface: float32 ``(H, W, C)`` in [0, 1]; not modified.
         defect_type: one of ``DEFECT_TYPES``.
         rng: the image's generator, so the defect follows from the image seed.
+        region: where the defect must lie (most of its mask), e.g. an object's
+            face; None for anywhere. Defects are redrawn until one fits.
 
     Returns:
         The damaged surface (float32, same shape) and its mask (uint8 ``(H, W)``,
@@ -255,9 +261,16 @@ def paint_defect(
         msg = f"defect type {defect_type!r} is unknown; choose one of: {', '.join(DEFECT_TYPES)}"
         raise DatasetError(msg)
     kernel = np.ones((3, 3), dtype=np.uint8)
-    for _ in range(_MAX_ATTEMPTS):
+    attempts = _MAX_ATTEMPTS if region is None else 4 * _MAX_ATTEMPTS
+    for _ in range(attempts):
         damaged, coverage = painter(surface, rng, _strength(rng))
         mask = np.asarray(cv2.dilate((coverage > 0.25).astype(np.uint8) * 255, kernel), np.uint8)
+        if region is not None and mask.any():
+            if (mask > 0)[region].sum() < _IN_REGION * (mask > 0).sum():
+                continue
+            # What reaches past the part's face stops at its edge, as a scratch on a part does.
+            damaged = np.where(region[..., None], damaged, surface)
+            mask = np.where(region, mask, 0).astype(np.uint8)
         if mask.any():
             return np.clip(damaged, 0.0, 1.0).astype(np.float32), mask
     msg = (

@@ -79,10 +79,12 @@ def compose_part(
         The scene, float32 ``(H, W, C)`` in [0, 1], and the mask (None if good).
     """
     width, height = normalise_size(size)
-    surface = resolve_category(category).make_surface(rng, height, width)
+    kind = resolve_category(category)
+    surface = kind.make_surface(rng, height, width)
     if defect_type is None:
         return surface, None
-    return paint_defect(surface, defect_type, rng)
+    region = kind.defect_region(surface) if kind.defect_region else None
+    return paint_defect(surface, defect_type, rng, region)
 
 
 def render_part(

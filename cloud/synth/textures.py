@@ -1,9 +1,11 @@
-"""Surfaces of the synthetic categories: real texture photos and procedural materials.
+"""Surfaces of the synthetic categories: real texture photos, procedural materials, an object.
 
 Each category turns a random generator into one surface, float32 ``(H, W, C)`` in
 [0, 1] with ``C`` 1 (grey) or 3 (RGB). Two good parts of one category are never
 pixel-identical: each is a different window of the material, slightly rotated
 and shifted, with small changes of tone and texture, as parts on a real line are.
+The object category (``washer``) is a whole part on a belt, as MVTec AD's objects
+are: its defects land on the part, never on the belt.
 The photos (``brick``, ``gravel``) are the PNG files inside scikit-image's wheel,
 read straight from disk: nothing is ever downloaded.
 """
@@ -20,6 +22,7 @@ from types import MappingProxyType
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 from cloud.errors import DatasetError
 from cloud.synth.shapes import FloatImage, blurred_noise, smooth_field
@@ -29,6 +32,7 @@ __all__ = ["CATEGORIES", "Category", "resolve_category"]
 logger = logging.getLogger(__name__)
 
 SurfaceMaker = Callable[[np.random.Generator, int, int], FloatImage]
+RegionFinder = Callable[[FloatImage], NDArray[np.bool_]]
 
 # Materials are designed at 256 px; other sizes scale feature sizes with the image.
 _DESIGN_SIDE_PX = 256.0
@@ -45,6 +49,8 @@ class Category:
     channels: int
     description: str
     make_surface: SurfaceMaker
+    # Where on a surface a defect may land (an object's pixels); None: anywhere.
+    defect_region: RegionFinder | None = None
 
 
 def _pose_sample(
@@ -221,6 +227,62 @@ def _gravel(rng: np.random.Generator, height: int, width: int) -> FloatImage:
     return _photo_window(rng, "gravel", height, width)
 
 
+def _washer(rng: np.random.Generator, height: int, width: int) -> FloatImage:
+    """A turned steel washer with a key notch on a dark belt, lit from the upper left.
+
+    Pose varies a little (shift, rotation of the notch), size and tone slightly;
+    the turning leaves fine concentric rings, the bevel catches the light.
+    """
+    side = min(height, width)
+    belt = (
+        rng.uniform(0.08, 0.13)
+        + 0.015 * smooth_field(rng, height, width, 20.0 * side / _DESIGN_SIDE_PX)
+        + 0.01 * rng.standard_normal((height, width), dtype=np.float32)
+    )
+    centre_x = width / 2.0 + rng.uniform(-0.02, 0.02) * side
+    centre_y = height / 2.0 + rng.uniform(-0.02, 0.02) * side
+    outer = 0.36 * side * rng.uniform(0.99, 1.01)
+    inner = 0.15 * side * rng.uniform(0.99, 1.01)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    dx, dy = xs - np.float32(centre_x), ys - np.float32(centre_y)
+    radius = np.hypot(dx, dy)
+    # Anti-aliased coverage of the ring (one pixel of soft edge), less the key notch.
+    ring = np.clip(outer - radius + 0.5, 0.0, 1.0) * np.clip(radius - inner + 0.5, 0.0, 1.0)
+    notch_at = np.deg2rad(-90.0 + rng.uniform(-4.0, 4.0))
+    notch_half = np.float32(0.06 * side)
+    across = np.abs(-np.sin(notch_at) * dx + np.cos(notch_at) * dy)
+    along = np.cos(notch_at) * dx + np.sin(notch_at) * dy
+    in_notch = np.clip(notch_half - across + 0.5, 0.0, 1.0) * np.clip(
+        along - (outer - 0.08 * side) + 0.5, 0.0, 1.0
+    )
+    coverage = ring * (1.0 - in_notch)
+    period = np.float32(rng.uniform(2.6, 3.2) * side / _DESIGN_SIDE_PX)
+    turning = 0.025 * np.sin(2.0 * np.pi * radius / period + rng.uniform(0, 2 * np.pi))
+    light = 0.06 * (-(dx + dy) / (np.float32(np.sqrt(2.0)) * np.float32(outer)))
+    # The outer bevel: bright where it faces the light, dark where it faces away.
+    bevel_width = 0.025 * side
+    on_bevel = np.clip((radius - (outer - bevel_width)) / bevel_width, 0.0, 1.0)
+    facing = -(dx + dy) / (np.float32(np.sqrt(2.0)) * np.maximum(radius, 1.0))
+    steel = (
+        rng.uniform(0.52, 0.60)
+        + turning
+        + light
+        + 0.25 * on_bevel * facing
+        + 0.012 * smooth_field(rng, height, width, 12.0 * side / _DESIGN_SIDE_PX)
+        + 0.008 * rng.standard_normal((height, width), dtype=np.float32)
+    )
+    surface = np.clip(belt + (steel - belt) * coverage, 0.0, 1.0)
+    return np.asarray(surface[..., None], dtype=np.float32)
+
+
+def _bright_part(surface: FloatImage) -> NDArray[np.bool_]:
+    """The washer's face: bright pixels, eroded so that a defect stays off its edges."""
+    part = (surface.mean(axis=-1) > 0.3).astype(np.uint8)
+    margin = max(1, round(0.03 * min(surface.shape[:2])))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
+    return np.asarray(cv2.erode(part, kernel), dtype=bool)
+
+
 CATEGORIES = MappingProxyType(
     {
         category.name: category
@@ -230,6 +292,13 @@ CATEGORIES = MappingProxyType(
             Category("wood", 3, "planed wood grain, procedural, colour", _wood),
             Category("brick", 3, "brick paving, scikit-image photo, colour", _brick),
             Category("gravel", 1, "gravel aggregate, scikit-image photo, grey", _gravel),
+            Category(
+                "washer",
+                1,
+                "turned steel washer on a belt (an object), procedural, grey",
+                _washer,
+                defect_region=_bright_part,
+            ),
         )
     }
 )

@@ -143,6 +143,21 @@ def test_defect_changes_pixels_inside_its_mask_not_outside(category: str, defect
     assert inside.mean() > 10 * outside.mean()
 
 
+@pytest.mark.parametrize("defect_type", DEFECT_TYPES)
+def test_an_objects_defects_lie_on_the_object(defect_type: str) -> None:
+    washer = CATEGORIES["washer"]
+    assert washer.defect_region is not None
+    for index in range(4):
+        rng = np.random.default_rng([7, DEFECT_TYPES.index(defect_type), index])
+        part = compose_part("washer", rng, 128)[0]
+        face = washer.defect_region(part)
+        assert 0.2 < face.mean() < 0.6  # a ring, not the whole frame
+        _, mask = compose_part("washer", np.random.default_rng([7, index]), 128, defect_type)
+        assert mask is not None and mask.any()
+        surface = compose_part("washer", np.random.default_rng([7, index]), 128)[0]
+        assert not (mask > 0)[~washer.defect_region(surface)].any()
+
+
 def test_subtle_and_obvious_defects_both_occur() -> None:
     contrasts = []
     for index in range(24):

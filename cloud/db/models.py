@@ -184,12 +184,19 @@ class Review(Base):
 
 
 class Deployment(Base):
-    """A rollout of one model version to a set of nodes."""
+    """A rollout of one model version to a set of nodes, or a rollback of some nodes.
+
+    A rollback has no single model version (each node goes back to what it ran
+    before); its targets' outcomes say where each went.
+    """
 
     __tablename__ = "deployments"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16), default="rollout", server_default="rollout")
+    model_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id"), index=True
+    )
     state: Mapped[str] = mapped_column(String(32), default="pending")
     requested_by: Mapped[str] = mapped_column(String(128), default="")
     created_at: Mapped[datetime] = mapped_column(default=utc_now)

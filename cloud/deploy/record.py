@@ -46,26 +46,51 @@ class DeploymentRecorder:
         try:
             with self.session_factory.begin() as session:
                 version = _model_version(session, packed, run_id)
-                deployment = Deployment(
-                    model_version_id=version.id, state="running", requested_by=self.requested_by
-                )
-                session.add(deployment)
-                session.flush()
-                for target in targets:
-                    row = DeploymentTarget(
-                        deployment_id=deployment.id,
-                        node_id=_node_id(session, target),
-                        state="pending",
-                        bytes_total=packed.size,
-                    )
-                    session.add(row)
-                    session.flush()
-                    self._target_ids[target.address] = row.id
-                self.deployment_id = deployment.id
+                self._create(session, "rollout", version.id, targets, packed.size)
         except SQLAlchemyError as exc:
             msg = f"deployment record: cannot start the record of {packed.label} ({exc})"
             raise StoreError(msg) from exc
+        assert self.deployment_id is not None
         return self.deployment_id
+
+    def start_rollback(self, targets: list[Target]) -> int:
+        """Create a rollback record (no single model version) and its pending targets."""
+        try:
+            with self.session_factory.begin() as session:
+                self._create(session, "rollback", None, targets, 0)
+        except SQLAlchemyError as exc:
+            msg = f"deployment record: cannot start the record of a rollback ({exc})"
+            raise StoreError(msg) from exc
+        assert self.deployment_id is not None
+        return self.deployment_id
+
+    def _create(
+        self,
+        session: Session,
+        kind: str,
+        version_id: int | None,
+        targets: list[Target],
+        bytes_total: int,
+    ) -> None:
+        deployment = Deployment(
+            kind=kind,
+            model_version_id=version_id,
+            state="running",
+            requested_by=self.requested_by,
+        )
+        session.add(deployment)
+        session.flush()
+        for target in targets:
+            row = DeploymentTarget(
+                deployment_id=deployment.id,
+                node_id=_node_id(session, target),
+                state="pending",
+                bytes_total=bytes_total,
+            )
+            session.add(row)
+            session.flush()
+            self._target_ids[target.address] = row.id
+        self.deployment_id = deployment.id
 
     def update(
         self, target: Target, state: str, *, bytes_sent: int | None = None, outcome: str = ""
@@ -149,9 +174,10 @@ class TargetView:
 
 @dataclass(frozen=True)
 class DeploymentView:
-    """A deployment and its nodes, for ``deploy status``."""
+    """A deployment (or rollback) and its nodes, for ``deploy status``."""
 
     id: int
+    kind: str
     model_name: str
     model_version: str
     state: str
@@ -175,7 +201,7 @@ class DeploymentView:
 
 def deployment_status(session: Session, deployment_id: int | None = None) -> DeploymentView | None:
     """The given deployment, or the latest one; None when there is none."""
-    query = select(Deployment, ModelVersion).join(
+    query = select(Deployment, ModelVersion).outerjoin(
         ModelVersion, Deployment.model_version_id == ModelVersion.id
     )
     query = query.where(Deployment.id == deployment_id) if deployment_id else query
@@ -191,8 +217,9 @@ def deployment_status(session: Session, deployment_id: int | None = None) -> Dep
     )
     return DeploymentView(
         id=deployment.id,
-        model_name=version.name,
-        model_version=version.version,
+        kind=deployment.kind,
+        model_name=version.name if version else "",
+        model_version=version.version if version else "",
         state=deployment.state,
         requested_by=deployment.requested_by,
         created_at=deployment.created_at,

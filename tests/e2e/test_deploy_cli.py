@@ -78,8 +78,21 @@ def test_keys_register_promote_deploy_status_rollback(
         nodes = json.loads(_ok(_run(["nodes", "list", "--json", *db], cwd)))
         assert [(n["grpc_address"], n["model_version"]) for n in nodes] == [(node.address, "2")]
 
-        rolled = _ok(_run(["rollback", "--node", node.address], cwd))
+        rolled = _ok(_run(["rollback", "--node", node.address, *db], cwd))
         assert "rolled back to line3:1" in rolled
+        record = json.loads(_ok(_run(["deploy", "status", "--json", *db], cwd)))
+        assert (record["kind"], record["state"], record["model_name"]) == (
+            "rollback",
+            "succeeded",
+            "",
+        )
+        (target,) = record["targets"]
+        assert target["state"] == "succeeded"
+        assert target["outcome"] == "rolled back to line3:1 (was line3:2)"
+        nodes = json.loads(_ok(_run(["nodes", "list", "--json", *db], cwd)))
+        assert [n["model_version"] for n in nodes] == ["1"]
+        status = _ok(_run(["deploy", "status", *db], cwd))
+        assert f"deployment {record['id']}: rollback succeeded" in status
 
         missing = _run(
             ["deploy", "--name", "line3", "--version", "9", "--nodes", node.address, *db], cwd
@@ -111,3 +124,18 @@ def test_unreachable_node_fails_the_deploy_with_one_line(
     assert "127.0.0.1:1" in result.stdout and "failed" in result.stdout
     usage = _run(["deploy", "--nodes", "127.0.0.1:1"], cwd)
     assert usage.returncode == 2 and "--name" in usage.stderr
+
+
+def test_a_rollback_that_reaches_no_node_is_recorded_as_failed(tmp_path: Path) -> None:
+    cwd = tmp_path / "cloud"
+    cwd.mkdir()
+    db = ["--db", f"sqlite:///{tmp_path}/d.db"]
+
+    result = _run(["rollback", "--node", "127.0.0.1:1", *db], cwd)
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: rollback: 1 of 1 nodes not rolled back (127.0.0.1:1)")
+    record = json.loads(_ok(_run(["deploy", "status", "--json", *db], cwd)))
+    assert (record["kind"], record["state"]) == ("rollback", "failed")
+    assert record["targets"][0]["state"] == "failed"
+    assert "127.0.0.1:1" in record["targets"][0]["outcome"]

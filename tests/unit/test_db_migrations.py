@@ -16,7 +16,7 @@ from cloud.db.session import make_engine
 def test_upgrade_creates_every_table_and_matches_the_models(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'sub' / 'linewatch.db'}"  # the folder is created
 
-    assert upgrade(url) == head_revision() == "0001"
+    assert upgrade(url) == head_revision() == "0002"
 
     engine = make_engine(url)
     with engine.connect() as connection:
@@ -40,7 +40,7 @@ def test_upgrade_twice_is_a_no_op(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'linewatch.db'}"
     assert current_revision(url) is None
     upgrade(url)
-    assert upgrade(url) == "0001"
+    assert upgrade(url) == "0002"
 
 
 def test_sqlite_runs_in_wal_with_foreign_keys(tmp_path: Path) -> None:
@@ -49,3 +49,29 @@ def test_sqlite_runs_in_wal_with_foreign_keys(tmp_path: Path) -> None:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     engine.dispose()
+
+
+def test_rollout_records_survive_the_rollback_migration(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'linewatch.db'}"
+    assert upgrade(url, "0001") == "0001"
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO model_versions (id, name, version, model_sha256, mlflow_run_id, "
+            "metrics, created_at) VALUES (1, 'line3', '4', 'ab', '', '{}', '2026-11-29')"
+        )
+        connection.exec_driver_sql(
+            "INSERT INTO deployments (id, model_version_id, state, requested_by, created_at) "
+            "VALUES (7, 1, 'succeeded', 'cli', '2026-11-29')"
+        )
+    engine.dispose()
+
+    assert upgrade(url) == "0002"
+
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        row = connection.exec_driver_sql(
+            "SELECT kind, model_version_id, state FROM deployments WHERE id = 7"
+        ).one()
+    engine.dispose()
+    assert tuple(row) == ("rollout", 1, "succeeded")

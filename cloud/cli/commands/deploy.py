@@ -181,9 +181,8 @@ def deploy_status(
         typer.echo(json.dumps(view.to_json(), indent=1))
         return
     finished = view.finished_at.isoformat(timespec="seconds") if view.finished_at else "running"
-    typer.echo(
-        f"deployment {view.id}: {view.model_name}:{view.model_version} {view.state} ({finished})"
-    )
+    what = f"{view.model_name}:{view.model_version}" if view.kind == "rollout" else "rollback"
+    typer.echo(f"deployment {view.id}: {what} {view.state} ({finished})")
     for target in view.targets:
         sent = f"{target.bytes_sent / 1e6:.2f}/{target.bytes_total / 1e6:.2f} MB"
         typer.echo(f"  {target.node:<22} {target.state:<10} {sent:>14}  {target.outcome}")
@@ -195,29 +194,37 @@ def rollback(
     line: Annotated[str | None, typer.Option("--line", help="Every node of this line.")] = None,
     db: Annotated[str | None, typer.Option("--db", help=_DB_HELP)] = None,
 ) -> None:
-    """Send nodes back to the bundle they ran before the current one."""
+    """Send nodes back to the bundle they ran before the current one (recorded per node)."""
     from cloud.deploy import NodeClient, resolve_targets
+    from cloud.deploy.record import DeploymentRecorder
     from cloud.deploy.settings import load_deploy_settings
-    from cloud.deploy.targets import is_address, parse_node_list
+    from cloud.deploy.targets import parse_node_list
     from cloud.errors import DeployError
 
-    entries = parse_node_list(node)
     settings = load_deploy_settings(db_url=db)
-    needs_db = line is not None or not all(is_address(entry) for entry in entries)
-    sessions = _sessions(settings.db_url, create=False) if needs_db else None
-    targets = resolve_targets(nodes=entries, line=line, session_factory=sessions)
+    sessions = _sessions(settings.db_url, create=True)
+    targets = resolve_targets(nodes=parse_node_list(node), line=line, session_factory=sessions)
+    recorder = DeploymentRecorder(sessions, requested_by="cli")
+    record_id = recorder.start_rollback(targets)
     failed: list[str] = []
     for target in targets:
+        recorder.update(target, "activating")
         try:
             with NodeClient(target.address, settings.client_options()) as client:
                 switched = client.rollback()
         except DeployError as exc:
             failed.append(target.name)
+            recorder.update(target, "failed", outcome=str(exc))
             typer.echo(f"  {target.name:<22} failed     {exc}")
             continue
-        typer.echo(
-            f"  {target.name:<22} rolled back to {switched.active} (was {switched.previous})"
-        )
+        outcome = f"rolled back to {switched.active} (was {switched.previous})"
+        recorder.update(target, "succeeded", outcome=outcome)
+        name, _, version = switched.active.rpartition(":")
+        if name:
+            recorder.node_runs(target, name, version)
+        typer.echo(f"  {target.name:<22} {outcome}")
+    recorder.finish("failed" if failed else "succeeded")
+    typer.echo(f"rollback {record_id}: see `linewatch deploy status --id {record_id}`")
     if failed:
         msg = (
             f"rollback: {len(failed)} of {len(targets)} nodes not rolled back ({', '.join(failed)})"

@@ -22,6 +22,7 @@ processes fit on a small machine; pass a trained bundle to measure a real one.
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import os
 import re
 import shutil
@@ -33,6 +34,8 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
 import cv2
@@ -142,7 +145,7 @@ class StreamStats:
     errors: list[str] = field(default_factory=list)
 
 
-def _stream(address: str, fps: float, stop: threading.Event, stats: StreamStats) -> None:
+def _stream(address: str, fps: float, stop: EventType, stats: StreamStats) -> None:
     rng = np.random.default_rng(0)
     frames = []
     for _ in range(8):
@@ -181,24 +184,39 @@ def _percentiles(values: list[float]) -> str:
     return f"n={len(ordered):>5} p50 {median:6.2f} ms  p99 {p99:6.2f} ms  max {ordered[-1]:6.2f} ms"
 
 
+def _camera_process(address: str, fps: float, stop: EventType, results: Connection) -> None:
+    stats = StreamStats()
+    _stream(address, fps, stop, stats)
+    results.send((stats.sent_at, stats.latency_ms, stats.errors))
+
+
 def _swap_under_stream(
     node: NodeProc, versions: Iterator[PackedBundle], fps: float, swaps: int, baseline_s: float
 ) -> None:
-    stats, stop = StreamStats(), threading.Event()
-    reader = threading.Thread(target=_stream, args=(node.address, fps, stop, stats))
-    reader.start()
+    # The camera is its own process, as on a line: the pusher's work in this process
+    # must not hold up the stream's client, only the node's work may show. Versions are
+    # packed before the stream starts, for the same reason.
+    packed_versions = [next(versions) for _ in range(swaps)]
+    context = mp.get_context("spawn")
+    stop = context.Event()
+    receiving, sending = context.Pipe(duplex=False)
+    camera = context.Process(
+        target=_camera_process, args=(node.address, fps, stop, sending), daemon=True
+    )
+    camera.start()
     time.sleep(baseline_s)  # a quiet baseline at the stream's own pace
     windows: list[tuple[float, float]] = []
     with NodeClient(node.address) as client:
-        for _ in range(swaps):
-            packed = next(versions)
-            started = time.perf_counter()
+        for packed in packed_versions:
+            started = time.perf_counter()  # CLOCK_MONOTONIC: the camera's clock too
             client.push(packed)
             client.activate(packed.name, packed.version)
             windows.append((started, time.perf_counter() + 1.0))
             time.sleep(1.5)  # let the stream run on the new model between swaps
     stop.set()
-    reader.join(30)
+    sent_at, latency_ms, errors = receiving.recv()
+    camera.join(30)
+    stats = StreamStats(sent_at=sent_at, latency_ms=latency_ms, errors=errors)
     first_swap = windows[0][0]
     before, during = [], []
     for frame_id, latency in stats.latency_ms.items():

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from cloud.db.migrate import head_revision
 from cloud.db.models import Node
 from cloud.db.session import make_engine, make_session_factory
 from edge.policy import Verdict
@@ -43,7 +44,7 @@ def test_collect_then_list_alerts_and_samples(
     db_url = f"sqlite:///{tmp_path / 'data' / 'linewatch.db'}"
     upgraded = _run("db", "upgrade", "--db", db_url, cwd=tmp_path)
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "revision 0001" in upgraded.stdout
+    assert f"revision {head_revision()}" in upgraded.stdout
 
     sink = start_sink(mosquitto.url, heartbeat_interval_s=0.2)
     command = ["collect", "--mqtt", mosquitto.url, "--db", db_url, "--store", str(tmp_path / "s")]

@@ -261,6 +261,13 @@ def main() -> None:
         print(f"bundle {base} input {spec.height}x{spec.width}")
         try:
             _rollouts(nodes, counts, versions, args.concurrency)
+            # A node has its box to itself on a line. Sixteen node processes on two cores
+            # stall one another now and then (~150 ms, swap or no swap), and the kernel
+            # still writes back the bundles just pushed: stop the others and let the disk
+            # settle, so the swap figures show the swap alone.
+            for node in nodes[1:]:
+                node.process.terminate()
+            os.sync()
             _swap_under_stream(nodes[0], versions, args.fps, args.swaps, args.baseline_s)
         finally:
             for node in nodes:

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import grpc
 from linewatch.v1 import common_pb2, model_service_pb2, model_service_pb2_grpc
 
+from edge.background import lower_this_threads_priority, run_in_fresh_thread
 from edge.bundle import ModelBundle
 from edge.engine import EngineOptions, InferenceEngine
 from edge.errors import (
@@ -43,6 +45,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -88,8 +92,14 @@ class ModelManager:
                 "it reproduces the trainer's results; export it with `linewatch train`"
             )
             raise ParityFailed(msg)
+        return run_in_fresh_thread(lambda: self._prepare(bundle), name="model-prepare")
+
+    def _prepare(self, bundle: ModelBundle) -> tuple[ActiveModel, str]:
         try:
+            # Created at normal priority: ONNX Runtime's worker threads start here and
+            # serve at full priority once this model is active.
             engine = InferenceEngine(bundle, self.options)
+            lower_this_threads_priority()  # warm-up and parity yield to live inspections
             engine.warm_up()
         except EngineError as exc:
             raise ActivationFailed(str(exc)) from exc
@@ -166,6 +176,12 @@ class ModelManager:
         return active
 
 
+def _gently(work: Callable[[], T]) -> T:
+    """Run ``work`` at background priority (call it in a throwaway thread)."""
+    lower_this_threads_priority()
+    return work()
+
+
 def _ref(identity: ModelIdentity | None) -> common_pb2.ModelRef | None:
     if identity is None:
         return None
@@ -204,7 +220,9 @@ class ModelServiceServicer(model_service_pb2_grpc.ModelServiceServicer):
             raise UploadRejected(msg)
         if not self.store.is_complete(upload_id):
             return model_service_pb2.PushResponse(upload_id=upload_id, received_bytes=received)
-        bundle = self.store.complete(upload_id)
+        bundle = run_in_fresh_thread(
+            lambda: _gently(lambda: self.store.complete(upload_id)), name="model-stage"
+        )
         manifest = bundle.manifest
         return model_service_pb2.PushResponse(
             upload_id=upload_id,

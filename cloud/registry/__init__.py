@@ -16,6 +16,7 @@ from cloud.registry.versions import (
     latest_version_number,
     promote,
     register_bundle,
+    resolve_version,
 )
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "promote",
     "register_bundle",
     "registry_uri",
+    "resolve_version",
     "signing_key_path",
     "tracking_uri",
 ]

@@ -265,6 +265,18 @@ def _resolve(
     return _get_version(client, name, numbers[-1])
 
 
+def resolve_version(
+    name: str, *, settings: RegistrySettings, version: int | None = None, alias: str | None = None
+) -> int:
+    """The version number that ``version`` / ``alias`` / latest names right now.
+
+    Raises:
+        RegistryError: an unknown model, version or alias, or MLflow unreachable.
+    """
+    with mlflow_client(settings, f"resolving {name}") as client:
+        return int(_resolve(client, name, version, alias).version)
+
+
 def download_version(
     name: str,
     *,

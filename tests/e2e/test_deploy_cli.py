@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -12,22 +13,28 @@ from pathlib import Path
 
 import pytest
 
+from cloud.deploy.pusher import NodeClient
 from edge.bundle import ModelBundle
 from tests.plugins.deploy import start_node_process
+from tests.plugins.mqtt import wait_for
 
 pytestmark = pytest.mark.e2e
 
 LINEWATCH = Path(sys.executable).parent / "linewatch"
 
 
-def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def _environment() -> dict[str, str]:
     environment = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
     environment = {k: v for k, v in environment.items() if not k.startswith("LINEWATCH_")}
     environment["OMP_NUM_THREADS"] = "1"
+    return environment
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(LINEWATCH), *args],
         cwd=cwd,
-        env=environment,
+        env=_environment(),
         capture_output=True,
         text=True,
         timeout=180,
@@ -139,3 +146,49 @@ def test_a_rollback_that_reaches_no_node_is_recorded_as_failed(tmp_path: Path) -
     assert (record["kind"], record["state"]) == ("rollback", "failed")
     assert record["targets"][0]["state"] == "failed"
     assert "127.0.0.1:1" in record["targets"][0]["outcome"]
+
+
+def _active_on(address: str) -> str:
+    with NodeClient(address) as client:
+        return client.models().active
+
+
+def test_watch_rolls_out_each_time_the_alias_moves(
+    tmp_path: Path, bundle_maker: Callable[..., ModelBundle]
+) -> None:
+    cwd = tmp_path / "cloud"
+    cwd.mkdir()
+    db = ["--db", f"sqlite:///{tmp_path / 'linewatch.db'}"]
+    _ok(_run(["keys", "init"], cwd))
+    for version in ("1", "2"):
+        bundle = bundle_maker(key=None, version=version)
+        _ok(_run(["register", "--bundle", str(bundle.directory), "--name", "line3"], cwd))
+    _ok(_run(["promote", "--name", "line3", "--version", "1"], cwd))
+    node = start_node_process(tmp_path / "models", cwd / "keys" / "signing.pub", tmp_path / "rec")
+    watch = ["deploy", "--name", "line3", "--nodes", node.address, "--watch", "--interval", "0.3"]
+    watcher = subprocess.Popen(
+        [str(LINEWATCH), *watch, *db],
+        cwd=cwd,
+        env=_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: _active_on(node.address) == "line3:1", 60, "line3:1 on the node")
+        _ok(_run(["promote", "--name", "line3", "--version", "2"], cwd))
+        wait_for(lambda: _active_on(node.address) == "line3:2", 60, "line3:2 after promote")
+        watcher.send_signal(signal.SIGINT)
+        out, err = watcher.communicate(timeout=60)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.communicate()
+        node.stop()
+    assert watcher.returncode == 0, err
+    assert "watching line3@production" in out
+    assert "line3@production is version 1" in out and "line3@production is version 2" in out
+    assert out.count("deploying line3:") == 2  # once per move, not once per check
+    assert out.rstrip().endswith("watch stopped")
+    status = json.loads(_ok(_run(["deploy", "status", "--json", *db], cwd)))
+    assert (status["model_version"], status["state"]) == ("2", "succeeded")

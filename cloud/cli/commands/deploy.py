@@ -3,20 +3,29 @@
 ``deploy`` takes a version from the MLflow registry (an alias, default
 ``production``, or a number), rolls it out to the chosen nodes and keeps each
 node's progress in the database (``$LINEWATCH_DB_URL``, default
-``sqlite:///var/linewatch.db``, migrated on first use).
+``sqlite:///var/linewatch.db``, migrated on first use). ``--watch`` keeps
+following the alias and rolls out each version it moves to.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.cli.app import app
+
+if TYPE_CHECKING:  # the CLI imports its heavy modules only inside commands
+    from cloud.deploy.settings import DeploySettings
+    from cloud.deploy.targets import Target
+    from cloud.registry import RegistrySettings
 
 keys_app = typer.Typer(help="The cloud's signing key pair.", no_args_is_help=True)
 nodes_app = typer.Typer(help="Edge nodes as the database knows them.", no_args_is_help=True)
@@ -100,6 +109,12 @@ def deploy(
     concurrency: Annotated[
         int | None, typer.Option("--concurrency", min=1, help="Nodes updated at once.")
     ] = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Keep following the alias; roll out when it moves.")
+    ] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.1, help="Seconds between alias checks (--watch).")
+    ] = 15.0,
     db: Annotated[str | None, typer.Option("--db", help=_DB_HELP)] = None,
     tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help=_TRACKING_HELP)] = None,
 ) -> None:
@@ -112,51 +127,118 @@ def deploy(
     if alias is not None and version is not None:
         msg = "give --alias or --version, not both"
         raise typer.BadParameter(msg, param_hint="--alias")
+    if watch and version is not None:
+        msg = "--watch follows an alias; drop --version (or give --alias)"
+        raise typer.BadParameter(msg, param_hint="--watch")
     from cloud.cli.commands.registry import quiet_mlflow
-    from cloud.deploy import TargetOutcome, pack_bundle, resolve_targets, roll_out
-    from cloud.deploy.record import DeploymentRecorder
+    from cloud.deploy import resolve_targets
     from cloud.deploy.settings import load_deploy_settings
     from cloud.deploy.targets import parse_node_list
-    from cloud.errors import DeployError
-    from cloud.registry import download_version, load_registry_settings
+    from cloud.registry import load_registry_settings
 
     settings = load_deploy_settings(db_url=db, deploy_concurrency=concurrency)
     sessions = _sessions(settings.db_url, create=True)
-    targets = resolve_targets(nodes=parse_node_list(nodes), line=line, session_factory=sessions)
+    node_list = parse_node_list(nodes)
     registry = load_registry_settings(tracking_uri=tracking_uri)
     quiet_mlflow()
+    rollout = _Rollout(name, settings, sessions, registry, canary)
+    if not watch:
+        targets = resolve_targets(nodes=node_list, line=line, session_factory=sessions)
+        rollout.run(targets, version=version, alias=None if version else alias or "production")
+        return
+    _watch(
+        rollout,
+        alias or "production",
+        interval,
+        lambda: resolve_targets(nodes=node_list, line=line, session_factory=sessions),
+    )
 
-    def show(outcome: TargetOutcome) -> None:
-        sent = f"{outcome.bytes_sent / 1e6:.2f} MB"
-        typer.echo(f"  {outcome.target.name:<22} {outcome.state:<10} {sent:>9}  {outcome.detail}")
 
-    with tempfile.TemporaryDirectory(prefix="linewatch-deploy-") as workdir:
-        bundle_dir = download_version(
-            name,
-            dest=Path(workdir) / "bundle",
-            settings=registry,
-            version=version,
-            alias=None if version else alias or "production",
-        )
-        packed = pack_bundle(bundle_dir, Path(workdir) / "bundle.tar")
-        typer.echo(f"deploying {packed.label} ({packed.size / 1e6:.2f} MB) to {len(targets)} nodes")
-        report = roll_out(
-            packed,
-            targets,
-            canary=canary,
-            concurrency=settings.deploy_concurrency,
-            options=settings.client_options(),
-            recorder=DeploymentRecorder(sessions, requested_by="cli"),
-            on_outcome=show,
-        )
-    typer.echo(f"deployment {report.deployment_id}: {report.state} in {report.seconds:.1f}s")
-    if report.failed:
-        names = ", ".join(item.target.name for item in report.failed)
-        msg = (
-            f"deploy of {packed.label}: {len(report.failed)} of {len(targets)} nodes not "
-            f"updated ({names}); they keep their old model"
-        )
-        raise DeployError(msg)
+class _Rollout:
+    """One registered model, rolled out from the registry to nodes, recorded in the database."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: DeploySettings,
+        sessions: sessionmaker[Session],
+        registry: RegistrySettings,
+        canary: int,
+    ) -> None:
+        self.name, self.settings, self.sessions = name, settings, sessions
+        self.registry, self.canary = registry, canary
+
+    def run(self, targets: list[Target], *, version: int | None, alias: str | None) -> None:
+        """Download, pack and roll out one version; DeployError names the nodes that failed."""
+        from cloud.deploy import TargetOutcome, pack_bundle, roll_out
+        from cloud.deploy.record import DeploymentRecorder
+        from cloud.errors import DeployError
+        from cloud.registry import download_version
+
+        def show(outcome: TargetOutcome) -> None:
+            sent = f"{outcome.bytes_sent / 1e6:.2f} MB"
+            typer.echo(
+                f"  {outcome.target.name:<22} {outcome.state:<10} {sent:>9}  {outcome.detail}"
+            )
+
+        with tempfile.TemporaryDirectory(prefix="linewatch-deploy-") as workdir:
+            bundle_dir = download_version(
+                self.name,
+                dest=Path(workdir) / "bundle",
+                settings=self.registry,
+                version=version,
+                alias=alias,
+            )
+            packed = pack_bundle(bundle_dir, Path(workdir) / "bundle.tar")
+            typer.echo(
+                f"deploying {packed.label} ({packed.size / 1e6:.2f} MB) to {len(targets)} nodes"
+            )
+            report = roll_out(
+                packed,
+                targets,
+                canary=self.canary,
+                concurrency=self.settings.deploy_concurrency,
+                options=self.settings.client_options(),
+                recorder=DeploymentRecorder(self.sessions, requested_by="cli"),
+                on_outcome=show,
+            )
+        typer.echo(f"deployment {report.deployment_id}: {report.state} in {report.seconds:.1f}s")
+        if report.failed:
+            names = ", ".join(item.target.name for item in report.failed)
+            msg = (
+                f"deploy of {packed.label}: {len(report.failed)} of {len(targets)} nodes not "
+                f"updated ({names}); they keep their old model"
+            )
+            raise DeployError(msg)
+
+
+def _watch(
+    rollout: _Rollout, alias: str, interval: float, targets: Callable[[], list[Target]]
+) -> None:
+    """Roll out whatever ``alias`` names now, then again each time it moves, until stopped.
+
+    A failed rollout or an unreachable registry is reported and the watch goes on;
+    SIGINT or SIGTERM ends it between checks.
+    """
+    from cloud.registry import resolve_version
+    from edge.errors import LinewatchError
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    deployed: int | None = None
+    typer.echo(f"watching {rollout.name}@{alias} every {interval:g}s (Ctrl-C stops)")
+    while not stop.is_set():
+        try:
+            current = resolve_version(rollout.name, settings=rollout.registry, alias=alias)
+            if current != deployed:
+                typer.echo(f"{rollout.name}@{alias} is version {current}")
+                deployed = current  # tried once per move: a failed node keeps its model
+                rollout.run(targets(), version=current, alias=None)
+        except LinewatchError as exc:  # reported; the next check tries again
+            typer.echo(f"error: {exc}; still watching", err=True)
+        stop.wait(interval)
+    typer.echo("watch stopped")
 
 
 @deploy_app.command("status")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -100,6 +101,8 @@ class Collector:
         self._inbox: queue.Queue[_Inbound] = queue.Queue()
         self._stop = threading.Event()
         self._subscribed = threading.Event()
+        self._unsubscribed = threading.Event()
+        self._topic = f"$share/{settings.share_group}/{TOPIC_FILTER}"
         self._generation = 0
         self._stats = CollectorStats()
         self._stats_lock = threading.Lock()
@@ -132,13 +135,36 @@ class Collector:
         """Block until the broker confirmed the subscription; False on timeout."""
         return self._subscribed.wait(timeout_s)
 
-    def stop(self) -> None:
-        """Stop after the current batch and disconnect; unacknowledged messages are resent later."""
+    def stop(self, *, drain_timeout_s: float = 10.0) -> None:
+        """Leave the shared subscription, store what has arrived, then disconnect.
+
+        The session is persistent, so a collector that simply disconnected would stay
+        a member of the share group and the broker would keep routing part of the
+        traffic into its queue, to wait for its return while its peers sit idle.
+        Unsubscribing first hands all new messages to the others; what is already
+        here is stored and acknowledged. Whatever is still unacknowledged after
+        ``drain_timeout_s`` is resent by the broker when this collector comes back.
+        """
+        if self._client.is_connected() and self._subscribed.is_set():
+            self._unsubscribed.clear()
+            self._client.unsubscribe(self._topic)
+            if self._unsubscribed.wait(drain_timeout_s):
+                self._wait_drained(drain_timeout_s)
+            else:
+                logger.warning("broker did not confirm leaving the share group; stopping anyway")
         self._stop.set()
         if self._worker.is_alive():
             self._worker.join()
         self._client.disconnect()
         self._client.loop_stop()
+
+    def _wait_drained(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self._inbox.unfinished_tasks:
+            if time.monotonic() > deadline:
+                logger.warning("stopping with messages unstored; the broker resends them")
+                return
+            time.sleep(0.02)  # polls the writer thread's progress
 
     def _make_client(self) -> mqtt.Client:
         settings = self._settings
@@ -158,6 +184,7 @@ class Collector:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
         client.on_message = self._on_message
         return client
 
@@ -180,7 +207,7 @@ class Collector:
         # Messages queued from an older connection must not be acknowledged on this one:
         # their packet ids may now name other messages. The broker resends them.
         self._generation += 1
-        topic = f"$share/{self._settings.share_group}/{TOPIC_FILTER}"
+        topic = self._topic
         client.subscribe(topic, qos=1)
         logger.info(
             "collector connected url=%s session_present=%s subscribing=%s",
@@ -199,6 +226,17 @@ class Collector:
                 self._address.display,
                 self._failed_connects,
             )
+
+    def _on_unsubscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        self._subscribed.clear()
+        self._unsubscribed.set()
 
     def _on_subscribe(
         self,
@@ -249,8 +287,12 @@ class Collector:
                     batch.append(self._inbox.get_nowait())
                 except queue.Empty:
                     break
-            if self._commit_with_retry(batch):
-                self._acknowledge(batch)
+            try:
+                if self._commit_with_retry(batch):
+                    self._acknowledge(batch)
+            finally:
+                for _ in batch:
+                    self._inbox.task_done()  # stop() waits on these to leave nothing behind
 
     def _commit_with_retry(self, batch: list[_Inbound]) -> bool:
         delay_s = _RETRY_MIN_S

@@ -4,28 +4,27 @@ when one stops, the other takes all that follows."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func
 
 from cloud.db.migrate import upgrade
 from cloud.db.models import Alert, Sample
-from cloud.db.session import make_engine, make_session_factory
 from edge.policy import Verdict
-from tests.plugins.mqtt import Broker, CollectorFactory, FrameFactory, SinkFactory, wait_for
+from tests.plugins.mqtt import (
+    Broker,
+    CollectorFactory,
+    FrameFactory,
+    SinkFactory,
+    count_rows,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
 
 def _stored(db_url: str) -> tuple[int, int, int]:
     """(alerts, samples, distinct sample frame ids) in the database."""
-    engine = make_engine(db_url)
-    try:
-        with make_session_factory(engine)() as session:
-            alerts = session.scalar(select(func.count()).select_from(Alert)) or 0
-            samples = session.scalar(select(func.count()).select_from(Sample)) or 0
-            frames = session.scalar(select(func.count(func.distinct(Sample.frame_id)))) or 0
-            return int(alerts), int(samples), int(frames)
-    finally:
-        engine.dispose()
+    frames = func.count(func.distinct(Sample.frame_id))
+    return count_rows(db_url, Alert), count_rows(db_url, Sample), count_rows(db_url, frames)
 
 
 def test_two_collectors_share_the_load_and_store_each_message_once(

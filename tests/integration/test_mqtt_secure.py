@@ -15,11 +15,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from sqlalchemy import func, select
 
 from cloud.db.migrate import upgrade
 from cloud.db.models import Alert
-from cloud.db.session import make_engine, make_session_factory
 from edge.policy import Verdict
 from tests.plugins.mqtt import (
     MOSQUITTO,
@@ -27,6 +25,7 @@ from tests.plugins.mqtt import (
     CollectorFactory,
     FrameFactory,
     SinkFactory,
+    count_rows,
     wait_for,
 )
 
@@ -131,15 +130,6 @@ def secure_broker(tmp_path: Path) -> Iterator[SecureBroker]:
     broker.stop()
 
 
-def _alerts(db_url: str) -> int:
-    engine = make_engine(db_url)
-    try:
-        with make_session_factory(engine)() as session:
-            return int(session.scalar(select(func.count()).select_from(Alert)) or 0)
-    finally:
-        engine.dispose()
-
-
 def test_alerts_cross_a_tls_broker_with_passwords(
     secure_broker: SecureBroker,
     sqlite_url: str,
@@ -154,7 +144,7 @@ def test_alerts_cross_a_tls_broker_with_passwords(
     sink = start_sink(secure_broker.url(), tls_ca=secure_broker.ca_file)
     for _ in range(3):
         sink.handle(make_frame(Verdict.ABNORMAL))
-    wait_for(lambda: _alerts(sqlite_url) == 3, 20, "3 alerts over TLS in the database")
+    wait_for(lambda: count_rows(sqlite_url, Alert) == 3, 20, "3 alerts over TLS in the database")
     assert sink.wait_drained(10)
 
 
@@ -183,7 +173,7 @@ def test_a_wrong_password_gets_nothing_through_and_loses_nothing(
     assert PASSWORD not in caplog.text  # the collector logs its broker URL, less the password
     assert not intruder.wait_drained(1.0)
     assert intruder.counters().backlog == 2  # alert + sample, kept for when the password is fixed
-    assert _alerts(sqlite_url) == 0
+    assert count_rows(sqlite_url, Alert) == 0
 
 
 # paho drops the socket of a failed TLS handshake without closing it; Python closes it

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
+from sqlalchemy.sql import ColumnElement
 
 from cloud.collector.collector import Collector
 from cloud.collector.settings import CollectorSettings
@@ -49,6 +50,19 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
         time.sleep(0.02)  # polling interval, not a wait for an event
+
+
+def count_rows(db_url: str, what: type | ColumnElement[int]) -> int:
+    """Rows of a model's table, or the value of a count expression, in a fresh session."""
+    engine = make_engine(db_url)
+    try:
+        with make_session_factory(engine)() as session:
+            query = (
+                select(func.count()).select_from(what) if isinstance(what, type) else select(what)
+            )
+            return int(session.scalar(query) or 0)
+    finally:
+        engine.dispose()
 
 
 class Broker:

@@ -22,6 +22,7 @@ from cloud.dataset import data_digest, load_layout
 from cloud.detector import EfficientNetLiteFeatures, PatchCoreModel, export_onnx
 from cloud.detector.backbone import FEATURE_BLOCKS
 from cloud.detector.fitting import (
+    CALIBRATION_FOLDS,
     CalibrationStats,
     calibration_stats,
     collect_embeddings,
@@ -264,7 +265,7 @@ def train_bundle(
                 "patch_normalisation": (
                     "per-location mean and spread of out-of-sample good distance maps, "
                     f"shrunk towards the global figures by {settings.normalisation_prior_images} "
-                    "pseudo-images; calibration scores cross-fitted over 5 folds"
+                    f"pseudo-images; calibration scores cross-fitted over {CALIBRATION_FOLDS} folds"
                     if settings.patch_normalisation
                     else "none"
                 ),

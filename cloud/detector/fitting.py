@@ -19,6 +19,7 @@ from cloud.detector.model import PatchCoreModel
 from edge.imaging import ImageArray
 
 __all__ = [
+    "CALIBRATION_FOLDS",
     "CalibrationStats",
     "ProgressCallback",
     "calibration_stats",
@@ -33,6 +34,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]
+CALIBRATION_FOLDS = 5  # cross-fitting of the per-location baseline for calibration scores
 
 
 def _batches(images: Sequence[ImageArray], batch_size: int) -> list[torch.Tensor]:
@@ -163,7 +165,11 @@ def patch_normalisation(
 
 @torch.no_grad()
 def out_of_fold_image_scores(
-    model: PatchCoreModel, maps: torch.Tensor, *, folds: int = 5, prior_images: float = 8.0
+    model: PatchCoreModel,
+    maps: torch.Tensor,
+    *,
+    folds: int = CALIBRATION_FOLDS,
+    prior_images: float = 8.0,
 ) -> npt.NDArray[np.float64]:
     """Image scores of good maps, each normalised by statistics of the other folds' maps.
 

@@ -16,11 +16,7 @@ edge sink with its outbox, and a collector, all in this process, and prints:
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -44,44 +40,9 @@ from edge.mqtt.config import MqttConfig
 from edge.mqtt.messages import frame_messages
 from edge.mqtt.sink import MqttSink, build_mqtt_sink
 from edge.policy import Verdict
+from tests.plugins.mqtt import Broker  # the tests' broker: restartable on its port
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 IDENTITY = NodeIdentity(site="bench", line="line1", node="cam1")
-
-
-class Broker:
-    """A Mosquitto process that can stop and start again on its port."""
-
-    def __init__(self, workdir: Path) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = int(probe.getsockname()[1])
-        self.url = f"mqtt://127.0.0.1:{self.port}"
-        self.config = workdir / "mosquitto.conf"
-        stay_root = "user root\n" if os.geteuid() == 0 else ""  # else it cannot write workdir
-        self.config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {workdir}/\nmax_queued_messages 0\nset_tcp_nodelay true\n"
-            f"{stay_root}log_dest file {workdir}/mosquitto.log\n"
-        )
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.config)])
-        _until(self._accepts, 10, "mosquitto to listen")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
-
-    def _accepts(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                return True
-        except OSError:
-            return False
 
 
 def _until(condition: object, timeout_s: float, what: str) -> None:
@@ -128,7 +89,7 @@ class Rig:
     def __init__(self, workdir: Path, db_url: str) -> None:
         self.workdir = workdir
         upgrade(db_url)  # before the broker starts, so a bad URL leaves no broker running
-        self.broker = Broker(workdir)
+        self.broker = Broker(workdir, persistence=True)
         self.broker.start()
         self.engine = make_engine(db_url)
         self.committed = Committed([])

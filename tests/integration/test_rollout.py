@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -11,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.db.models import Deployment, DeploymentTarget, Node
+from cloud.demo.processes import free_port
 from cloud.deploy import (
     ClientOptions,
     DeploymentRecorder,
@@ -43,9 +43,7 @@ def _target(node: EdgeNode) -> Target:
 
 def _dead_address() -> str:
     """A loopback port nobody listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{probe.getsockname()[1]}"
+    return f"127.0.0.1:{free_port()}"
 
 
 def _active(node: EdgeNode) -> str | None:

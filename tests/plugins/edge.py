@@ -72,13 +72,15 @@ def write_video(path: Path, frames: list[np.ndarray], fps: float = 25.0) -> Path
     return path
 
 
-def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0, what: str = "") -> None:
+def wait_until(
+    condition: Callable[[], bool], timeout_s: float = 10.0, what: str = "", *, poll_s: float = 0.005
+) -> None:
     """Poll ``condition`` until true or fail after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout_s}s waiting for {what or condition}")
-        time.sleep(0.005)  # poll interval, not a wait for an event
+        time.sleep(poll_s)  # poll interval, not a wait for an event
 
 
 class BurstCamera:

@@ -27,29 +27,20 @@ from cloud.collector.settings import CollectorSettings
 from cloud.collector.store import BlobStore
 from cloud.db.migrate import upgrade
 from cloud.db.session import make_engine, make_session_factory
+from cloud.demo.processes import free_port
 from edge.frames import InspectedFrame, ModelIdentity, NodeIdentity
 from edge.mqtt.config import MqttConfig
 from edge.mqtt.sink import MqttSink, build_mqtt_sink
 from edge.policy import Verdict
+from tests.plugins.edge import wait_until
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 POSTGRES_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=2"
 
 
-def free_port() -> int:
-    """Return a loopback TCP port that was free a moment ago."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    """Poll ``condition`` until it holds; fail the test naming ``what`` on timeout."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.02)  # polling interval, not a wait for an event
+    """``wait_until`` at a 20 ms poll: these conditions ask a database or a broker."""
+    wait_until(condition, timeout_s, what, poll_s=0.02)
 
 
 def count_rows(db_url: str, what: type | ColumnElement[int]) -> int:

@@ -50,6 +50,8 @@ class PatchCoreModel(nn.Module):
         # Filled by fitting; buffers so they travel into the ONNX graph as constants.
         self.register_buffer("memory_bank", torch.zeros(1, dim))
         self.register_buffer("memory_bank_sq_norm", torch.zeros(1))
+        # The bank as one matrix [-2 * bank^T; |bank|^2]: see ``squared_distances``.
+        self.register_buffer("search_matrix", torch.zeros(dim + 1, 1))
         # Per-location baseline of normal distances (h, w); identity until fitting sets it.
         self.register_buffer("patch_location", torch.zeros(1, 1))
         self.register_buffer("patch_scale", torch.ones(1, 1))
@@ -62,6 +64,9 @@ class PatchCoreModel(nn.Module):
         """Install the coreset of normal patch embeddings (M, D)."""
         self.memory_bank = bank.contiguous().float()
         self.memory_bank_sq_norm = (self.memory_bank**2).sum(dim=1)
+        self.search_matrix = torch.cat(
+            [-2.0 * self.memory_bank.T, self.memory_bank_sq_norm.unsqueeze(0)]
+        ).contiguous()
 
     def set_patch_normalisation(self, location: torch.Tensor, scale: torch.Tensor) -> None:
         """Install the per-location mean and spread (h, w) of distances on good images.
@@ -104,16 +109,25 @@ class PatchCoreModel(nn.Module):
         """The stride-8 patch grid of an input size."""
         return (int(size[0]) + 7) // 8, (int(size[1]) + 7) // 8
 
+    def _offsets(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """|y|^2 - 2 x.y for each embedding x (..., D) and bank entry y (..., M).
+
+        That is the squared distance less |x|^2, which does not change which entry
+        is nearest. Appending a 1 to x makes it ONE MatMul against ``search_matrix``:
+        far faster than cdist in ONNX Runtime and TensorRT, and no elementwise pass
+        over the (patches x bank) matrix before the minimum.
+        """
+        ones = torch.ones_like(embeddings[..., :1])
+        return torch.cat([embeddings, ones], dim=-1) @ self.search_matrix
+
     def squared_distances(self, embeddings: torch.Tensor) -> torch.Tensor:
         """Squared distance of each embedding (..., D) to every bank entry (..., M)."""
-        # |x|^2 - 2x.y + |y|^2 is one MatMul: far faster than cdist in ONNX Runtime and TensorRT.
-        sq_norm = (embeddings**2).sum(dim=-1, keepdim=True)
-        cross = embeddings @ self.memory_bank.T
-        return sq_norm - 2.0 * cross + self.memory_bank_sq_norm
+        return self._offsets(embeddings) + (embeddings**2).sum(dim=-1, keepdim=True)
 
     def patch_distances(self, embeddings: torch.Tensor) -> torch.Tensor:
         """Euclidean distance of each embedding (..., D) to its nearest bank entry."""
-        return self.squared_distances(embeddings).min(dim=-1).values.clamp_min(0.0).sqrt()
+        nearest = self._offsets(embeddings).min(dim=-1).values + (embeddings**2).sum(dim=-1)
+        return nearest.clamp_min(0.0).sqrt()
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (image_score (N,), anomaly_map (N, H, W)) on the calibrated scale."""

@@ -3,12 +3,15 @@
 Prints, on this machine, for each synthetic category: image AUROC, false-alarm
 rate at full recall, recall and false alarms at the bundle's threshold, training
 seconds per 100 images -- for the default detector and, side by side on the same
-data, without per-location normalisation of the patch distances; then, on one bundle at
+data, without per-location normalisation of the patch distances; for wide strips
+(512x192 images), the input shaped like the images against the same pixel budget
+squashed into a square; then, on one bundle at
 the default input size: ONNX Runtime latency at batch 1 (median of repeats)
 and throughput at batch 8, torch eager on the same model side by side, and the
 bundle size.
 
-    python bench/detector.py [--categories metal,fabric] [--n-test-good 60] [--threads 2]
+    python bench/detector.py [--categories metal,fabric] [--wide-categories wood]
+                             [--n-test-good 60] [--threads 2]
 """
 
 from __future__ import annotations
@@ -71,9 +74,9 @@ def speed(
 ) -> None:
     engine = InferenceEngine(bundle, EngineOptions(intra_op_threads=threads, warmup_runs=5))
     engine.warm_up()
-    size = bundle.manifest.input.height
+    height, width = bundle.manifest.input.height, bundle.manifest.input.width
     layout = load_layout(data)
-    images = [resize_for_model(read_image(path), size, size) for path in layout.train_good]
+    images = [resize_for_model(read_image(path), height, width) for path in layout.train_good]
     one, eight = np.stack(images[:1]), np.stack(images[:8])
     ort_b1 = _median_ms(lambda: engine.run(one), repeats)
     ort_b8 = _median_ms(lambda: engine.run(eight), max(5, repeats // 5))
@@ -84,9 +87,8 @@ def speed(
         torch_b1 = _median_ms(lambda: model(torch_one), max(5, repeats // 2))
         torch_b8 = _median_ms(lambda: model(torch_eight), max(3, repeats // 10))
     bundle_bytes = sum(p.stat().st_size for p in bundle.directory.rglob("*") if p.is_file())
-    print(
-        f"\ninference at {size}x{size}, {threads} threads, providers {','.join(engine.providers)}"
-    )
+    providers = ",".join(engine.providers)
+    print(f"\ninference at {height}x{width}, {threads} threads, providers {providers}")
     print(f"{'':24}{'batch 1 ms':>12}{'batch 8 img/s':>15}")
     print(f"{'ONNX Runtime':24}{ort_b1:12.2f}{8000 / ort_b8:15.1f}")
     print(f"{'torch eager':24}{torch_b1:12.2f}{8000 / torch_b8:15.1f}")
@@ -100,6 +102,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--categories", default=",".join(CATEGORIES))
+    parser.add_argument("--wide-categories", default="wood,metal")
     parser.add_argument("--n-train", type=int, default=100)
     parser.add_argument("--n-test-good", type=int, default=60)
     parser.add_argument("--n-test-per-defect", type=int, default=12)
@@ -115,21 +118,30 @@ def main() -> None:
             "no-patch-norm": settings.model_copy(update={"patch_normalisation": False}),
         }
         header = ("category", "detector", "AUROC", "FPR@100%rec", "recall@thr", "FA@thr", "s/100")
-        print("{:10}{:15}{:>7}{:>13}{:>12}{:>8}{:>7}".format(*header))
-        for category in args.categories.split(","):
+        print("{:12}{:15}{:>7}{:>13}{:>12}{:>8}{:>7}".format(*header))
+        wide_variants = {
+            "keep-aspect": settings,
+            "square-input": settings.model_copy(update={"keep_aspect_ratio": False}),
+        }
+        runs = [(category, "", (256, 256), variants) for category in args.categories.split(",")]
+        runs += [
+            (category, "-wide", (512, 192), wide_variants)
+            for category in filter(None, args.wide_categories.split(","))
+        ]
+        for category, tag, size, compared in runs:
             data = generate_dataset(
-                work / category,
+                work / f"{category}{tag}",
                 seed=1,
                 category=category,
                 n_train=args.n_train,
                 n_test_good=args.n_test_good,
                 n_test_per_defect=args.n_test_per_defect,
+                size=size,
             )
-            for label, variant in variants.items():
-                suffix = "" if label == "default" else f"-{label}"
-                row = quality(data, work / f"bundle-{category}{suffix}", variant)
+            for label, variant in compared.items():
+                row = quality(data, work / f"bundle-{category}{tag}-{label}", variant)
                 print(
-                    f"{category:10}{label:15}{row['image_auroc']:7.3f}"
+                    f"{category + tag:12}{label:15}{row['image_auroc']:7.3f}"
                     f"{row['fpr_at_full_recall']:13.3f}{row['recall_at_threshold']:12.3f}"
                     f"{row['false_alarm_at_threshold']:8.3f}{row['train_s_per_100']:7.1f}",
                     flush=True,
@@ -138,7 +150,7 @@ def main() -> None:
         from edge.bundle import load_bundle
 
         speed(
-            load_bundle(work / f"bundle-{first}"),
+            load_bundle(work / f"bundle-{first}-default"),
             work / first,
             settings,
             args.threads,

@@ -32,6 +32,7 @@ from cloud.detector.fitting import (
     out_of_fold_image_scores,
     patch_normalisation,
 )
+from cloud.detector.input_shape import model_input_shape
 from cloud.errors import DatasetError, TrainingError
 from cloud.golden import make_golden_images
 from edge.bundle import (
@@ -62,7 +63,10 @@ class TrainSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    # The input holds about input_size² pixels, shaped like the training images
+    # unless keep_aspect_ratio is off (then it is an input_size square).
     input_size: int = Field(default=256, ge=64, le=1024, multiple_of=32)
+    keep_aspect_ratio: bool = True
     coreset_ratio: float = Field(default=0.1, gt=0.0, le=1.0)
     max_bank_size: int = Field(default=4096, ge=16)
     calibration_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
@@ -79,8 +83,26 @@ class TrainSettings(BaseModel):
     skip_unreadable: bool = False
 
 
+_SHAPE_SAMPLE = 16  # images read up front to choose the input shape
+
+
+def _input_shape(paths: tuple[Path, ...], settings: TrainSettings) -> tuple[int, int]:
+    """The model's (height, width), from the sizes of a spread-out sample of the images."""
+    if not settings.keep_aspect_ratio:
+        return settings.input_size, settings.input_size
+    step = max(1, len(paths) // _SHAPE_SAMPLE)
+    sizes = []
+    for path in paths[::step][:_SHAPE_SAMPLE]:
+        try:
+            image = read_image(path)
+        except ImageDecodeError:
+            continue  # reported, or skipped, by the pass that reads every image
+        sizes.append((int(image.shape[0]), int(image.shape[1])))
+    return model_input_shape(sizes, settings.input_size)
+
+
 def _read_resized(
-    paths: tuple[Path, ...], size: int, *, skip_unreadable: bool
+    paths: tuple[Path, ...], shape: tuple[int, int], *, skip_unreadable: bool
 ) -> tuple[list[ImageArray], list[Path]]:
     images: list[ImageArray] = []
     kept: list[Path] = []
@@ -92,7 +114,7 @@ def _read_resized(
                 raise
             logger.warning("skipping unreadable image path=%s", path)
             continue
-        images.append(resize_for_model(image, size, size))
+        images.append(resize_for_model(image, *shape))
         kept.append(path)
     return images, kept
 
@@ -134,13 +156,14 @@ def fit_model(
 ) -> tuple[PatchCoreModel, CalibrationStats]:
     """Fill the memory bank from ``fit_images`` and calibrate on ``calibration_images``.
 
-    Both must already be resized to ``settings.input_size``.
+    Both must already be resized to the model's input shape (see ``model_input_shape``);
+    the model takes the shape of ``fit_images``.
     """
     report = progress or (lambda stage, done, total: None)
-    size = settings.input_size
+    height, width = fit_images[0].shape[:2]
     model = PatchCoreModel(
         EfficientNetLiteFeatures(settings.feature_blocks),
-        input_size=(size, size),
+        input_size=(height, width),
         smoothing_sigma_patches=settings.smoothing_sigma_patches,
     )
     embeddings = collect_embeddings(
@@ -162,7 +185,7 @@ def fit_model(
     maps = distance_maps(model, calibration_images, batch_size=settings.batch_size)
     if settings.leave_one_out_calibration:
         patches_per_image = len(embeddings) // len(fit_images)
-        grid = model.patch_grid((size, size))
+        grid = model.patch_grid((height, width))
         loo_maps = leave_one_out_maps(model, embeddings, chosen, patches_per_image, grid)
         maps = torch.cat([maps, loo_maps])
     del embeddings
@@ -210,8 +233,8 @@ def train_bundle(
     report = progress or (lambda stage, done, total: None)
     torch.manual_seed(settings.seed)
     layout = load_layout(data)
-    size = settings.input_size
-    images, kept = _read_resized(layout.train_good, size, skip_unreadable=settings.skip_unreadable)
+    shape = _input_shape(layout.train_good, settings)
+    images, kept = _read_resized(layout.train_good, shape, skip_unreadable=settings.skip_unreadable)
     fit_index, calibration_index = _split(len(images), settings)
     fit_images = [images[i] for i in fit_index]
     calibration_images = [images[i] for i in calibration_index]
@@ -230,7 +253,7 @@ def train_bundle(
             created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             model_sha256=file_sha256(staging / MODEL_FILE),
             files={item.file: file_sha256(staging / item.file) for item in golden},
-            input=InputSpec(height=size, width=size),
+            input=InputSpec(height=shape[0], width=shape[1]),
             calibration=ScoreCalibration(
                 method=(
                     "z-score of image scores of train/good images: held out, or scored "

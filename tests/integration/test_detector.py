@@ -121,3 +121,39 @@ def test_leave_one_out_maps_never_undercut_in_sample_maps(synthetic_dataset: Pat
 def test_calibration_counts_held_out_and_leave_one_out_images(trained_bundle: ModelBundle) -> None:
     calibration = trained_bundle.manifest.calibration
     assert calibration.n_images == trained_bundle.manifest.training_data["n_train_good"]
+
+
+@pytest.fixture(scope="module")
+def wide_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Strips twice as wide as tall, as a line-scan camera over a belt gives them."""
+    from cloud.synth import generate_dataset
+
+    root = tmp_path_factory.mktemp("wide") / "metal"
+    return generate_dataset(
+        root, seed=2, n_train=16, n_test_good=6, n_test_per_defect=2, size=(192, 96)
+    )
+
+
+def test_wide_images_keep_their_shape_at_the_same_pixel_budget(
+    wide_dataset: Path, tmp_path: Path
+) -> None:
+    from cloud.train import train_bundle
+
+    settings = TrainSettings(input_size=96, max_bank_size=256)
+    bundle = train_bundle(wide_dataset, tmp_path / "wide", settings=settings)
+    assert (bundle.manifest.input.height, bundle.manifest.input.width) == (64, 128)
+
+    engine = InferenceEngine(bundle)
+    assert check_golden(engine, bundle).passed
+    layout = load_layout(wide_dataset, require_test=True)
+    result = engine.infer_images([read_image(item.path) for item in layout.test])
+    assert result.anomaly_maps.shape == (len(layout.test), 64, 128)
+    labels = [item.is_anomalous for item in layout.test]
+    assert roc_auc_score(labels, result.image_scores) >= 0.8
+
+    square = train_bundle(
+        wide_dataset,
+        tmp_path / "square",
+        settings=settings.model_copy(update={"keep_aspect_ratio": False}),
+    )
+    assert (square.manifest.input.height, square.manifest.input.width) == (96, 96)

@@ -20,7 +20,17 @@ def train(
     out: Annotated[Path, typer.Option("--out", help="Bundle directory to write.")],
     name: Annotated[str | None, typer.Option(help="Model name (default: data folder).")] = None,
     register: Annotated[bool, typer.Option(help="Also register a new MLflow version.")] = False,
-    input_size: Annotated[int, typer.Option(help="Square model input, pixels.")] = 256,
+    input_size: Annotated[
+        int, typer.Option(help="Model input: about SIZE x SIZE pixels, shaped like the images.")
+    ] = 256,
+    keep_aspect_ratio: Annotated[
+        bool,
+        typer.Option(
+            "--keep-aspect-ratio/--square-input",
+            help="Shape the input like the training images (same pixel count), or squash "
+            "every image into a SIZE x SIZE square.",
+        ),
+    ] = True,
     max_bank_size: Annotated[int, typer.Option(help="Memory bank entries (speed).")] = 4096,
     target_false_alarm_rate: Annotated[
         float, typer.Option(help="Share of good parts allowed to alarm; sets the threshold.")
@@ -47,6 +57,7 @@ def train(
 
     settings = TrainSettings(
         input_size=input_size,
+        keep_aspect_ratio=keep_aspect_ratio,
         max_bank_size=max_bank_size,
         target_false_alarm_rate=target_false_alarm_rate,
         band_margin=band_margin,

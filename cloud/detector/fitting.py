@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from cloud.detector.model import PatchCoreModel
+from cloud.detector.model import LevelBank, PatchCoreModel
 from edge.imaging import ImageArray
 
 __all__ = [
@@ -51,17 +51,19 @@ def collect_embeddings(
     *,
     batch_size: int = 8,
     progress: ProgressCallback | None = None,
-) -> torch.Tensor:
-    """Patch embeddings of resized images, flattened to (num_patches, D)."""
-    chunks: list[torch.Tensor] = []
+) -> list[torch.Tensor]:
+    """Patch embeddings of resized images, one (num_patches, D_l) tensor per level.
+
+    Patches are in image order: image ``i`` owns rows ``i * h_l * w_l`` onwards.
+    """
+    chunks: list[list[torch.Tensor]] = []
     done = 0
     for batch in _batches(images, batch_size):
-        embeddings = model.embed(batch)
-        chunks.append(embeddings.reshape(-1, embeddings.shape[-1]))
+        chunks.append([level.reshape(-1, level.shape[-1]) for level in model.embed(batch)])
         done += batch.shape[0]
         if progress:
             progress(done, len(images))
-    return torch.cat(chunks)
+    return [torch.cat(level) for level in zip(*chunks, strict=True)]
 
 
 @torch.no_grad()
@@ -111,7 +113,7 @@ def greedy_coreset(
 
 @torch.no_grad()
 def leave_one_out_maps(
-    model: PatchCoreModel,
+    bank: LevelBank,
     embeddings: torch.Tensor,
     chosen: torch.Tensor,
     patches_per_image: int,
@@ -128,7 +130,7 @@ def leave_one_out_maps(
     squared = torch.empty(patches_per_image, chosen.shape[0])
     for index in range(embeddings.shape[0] // patches_per_image):
         own = embeddings[index * patches_per_image : (index + 1) * patches_per_image]
-        model.squared_distances(own, out=squared)
+        bank.squared_distances(own, out=squared)
         squared[:, sources == index] = torch.inf
         maps.append(squared.min(dim=-1).values.clamp_min(0.0).sqrt().reshape(grid))
     return torch.stack(maps)
@@ -137,10 +139,10 @@ def leave_one_out_maps(
 @torch.no_grad()
 def distance_maps(
     model: PatchCoreModel, images: Sequence[ImageArray], *, batch_size: int = 8
-) -> torch.Tensor:
-    """Raw nearest-neighbour distance maps (n, h, w) of resized images."""
-    maps = [model.patch_distances(model.embed(batch)) for batch in _batches(images, batch_size)]
-    return torch.cat(maps)
+) -> list[torch.Tensor]:
+    """Raw nearest-neighbour distance maps (n, h_l, w_l) of resized images, per level."""
+    batches = [model.level_distances(model.embed(batch)) for batch in _batches(images, batch_size)]
+    return [torch.cat(level) for level in zip(*batches, strict=True)]
 
 
 def patch_normalisation(
@@ -167,25 +169,28 @@ def patch_normalisation(
 @torch.no_grad()
 def out_of_fold_image_scores(
     model: PatchCoreModel,
-    maps: torch.Tensor,
+    maps: Sequence[torch.Tensor],
     *,
     folds: int = CALIBRATION_FOLDS,
     prior_images: float = 8.0,
 ) -> npt.NDArray[np.float64]:
-    """Image scores of good maps, each normalised by statistics of the other folds' maps.
+    """Image scores of good maps (per level, (n, h_l, w_l)), each normalised out of fold.
 
     Scoring a map with statistics it helped estimate would understate normal
     scores and set the threshold too low; cross-fitting keeps every score out of
     sample. The model's image calibration must be the identity while this runs.
     """
-    count = maps.shape[0]
+    count = maps[0].shape[0]
     folds = max(1, min(folds, count // 2))
     scores = torch.empty(count, dtype=torch.float64)
     for fold in range(folds):
         inside = torch.arange(count) % folds == fold
-        others = maps[~inside] if folds > 1 else maps
-        location, scale = patch_normalisation(others, prior_images=prior_images)
-        scores[inside] = model.score_normalised((maps[inside] - location) / scale)[0].double()
+        normalised = []
+        for level in maps:
+            others = level[~inside] if folds > 1 else level
+            location, scale = patch_normalisation(others, prior_images=prior_images)
+            normalised.append((level[inside] - location) / scale)
+        scores[inside] = model.score_normalised(model.combine(normalised))[0].double()
     return scores.numpy()
 
 

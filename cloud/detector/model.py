@@ -2,13 +2,15 @@
 
 Everything after decode and resize lives here, so that the exported graph is
 the whole detector: normalisation, backbone, local patch aggregation,
-nearest-neighbour distance to the memory bank of normal patches, calibration,
-smoothing and the upsampled anomaly map. Fitting lives in ``fitting.py``.
+nearest-neighbour distance to a memory bank of normal patches at each feature
+level, per-location normalisation, calibration, smoothing and the upsampled
+anomaly map. Fitting lives in ``fitting.py``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import cast
 
 import torch
@@ -17,11 +19,12 @@ from torch import nn
 
 from cloud.detector.backbone import EfficientNetLiteFeatures
 
-__all__ = ["PatchCoreModel", "gaussian_kernel"]
+__all__ = ["FINEST_STRIDE", "LevelBank", "PatchCoreModel", "gaussian_kernel"]
 
 # EfficientNet-Lite was trained on (x - 127) / 128 in RGB order.
 PIXEL_MEAN = 127.0
 PIXEL_STD = 128.0
+FINEST_STRIDE = 8  # finer feature maps are pooled to this grid; the anomaly map lives on it
 
 
 def gaussian_kernel(sigma: float) -> torch.Tensor:
@@ -33,40 +36,29 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
     return (kernel / kernel.sum()).reshape(1, 1, 2 * radius + 1, 2 * radius + 1)
 
 
-class PatchCoreModel(nn.Module):
-    """PatchCore-style scoring: distance of each patch to its nearest normal patch."""
+class LevelBank(nn.Module):
+    """The memory bank of one feature level and its per-location baseline."""
 
-    def __init__(
-        self,
-        backbone: EfficientNetLiteFeatures,
-        *,
-        input_size: tuple[int, int],
-        smoothing_sigma_patches: float = 0.5,
-    ) -> None:
+    def __init__(self, dim: int) -> None:
         super().__init__()
-        self.backbone = backbone
-        self.input_size = input_size
-        dim = sum(backbone.channels)
-        # Filled by fitting; buffers so they travel into the ONNX graph as constants.
+        # Buffers, so they travel into the ONNX graph as constants; filled by fitting.
         self.register_buffer("memory_bank", torch.zeros(1, dim))
-        self.register_buffer("memory_bank_sq_norm", torch.zeros(1))
-        # The bank as one matrix [-2 * bank^T; |bank|^2]: see ``squared_distances``.
+        # The bank as one matrix [-2 * bank^T; |bank|^2]: see ``offsets``.
         self.register_buffer("search_matrix", torch.zeros(dim + 1, 1))
         # Per-location baseline of normal distances (h, w); identity until fitting sets it.
         self.register_buffer("patch_location", torch.zeros(1, 1))
         self.register_buffer("patch_scale", torch.ones(1, 1))
-        self.register_buffer("score_location", torch.tensor(0.0))
-        self.register_buffer("score_scale", torch.tensor(1.0))
-        self.register_buffer("smoothing_kernel", gaussian_kernel(smoothing_sigma_patches))
-        self.eval()
+
+    @property
+    def size(self) -> int:
+        """Entries in the bank."""
+        return int(self.memory_bank.shape[0])
 
     def set_memory_bank(self, bank: torch.Tensor) -> None:
         """Install the coreset of normal patch embeddings (M, D)."""
         self.memory_bank = bank.contiguous().float()
-        self.memory_bank_sq_norm = (self.memory_bank**2).sum(dim=1)
-        self.search_matrix = torch.cat(
-            [-2.0 * self.memory_bank.T, self.memory_bank_sq_norm.unsqueeze(0)]
-        ).contiguous()
+        sq_norm = (self.memory_bank**2).sum(dim=1)
+        self.search_matrix = torch.cat([-2.0 * self.memory_bank.T, sq_norm.unsqueeze(0)])
 
     def set_patch_normalisation(self, location: torch.Tensor, scale: torch.Tensor) -> None:
         """Install the per-location mean and spread (h, w) of distances on good images.
@@ -79,37 +71,7 @@ class PatchCoreModel(nn.Module):
         self.patch_location = location.contiguous().float()
         self.patch_scale = scale.contiguous().float()
 
-    def set_calibration(self, location: float, scale: float) -> None:
-        """Install the affine map from raw distances to calibrated scores."""
-        self.score_location = torch.tensor(float(location))
-        self.score_scale = torch.tensor(float(scale))
-
-    def embed(self, image: torch.Tensor) -> torch.Tensor:
-        """Patch embeddings (N, h, w, D) of a uint8 NHWC BGR batch."""
-        pixels = image.float().flip(-1)  # BGR -> RGB
-        normalised = ((pixels - PIXEL_MEAN) / PIXEL_STD).permute(0, 3, 1, 2)
-        maps = self.backbone(normalised)
-        # Patches live on the stride-8 grid: finer maps are average-pooled down to it,
-        # coarser ones upsampled. A 3x3 neighbourhood average gives each patch context
-        # (PatchCore's local aggregation).
-        grid = self.patch_grid(normalised.shape[-2:])
-        aligned = []
-        for features in maps:
-            if features.shape[-1] > grid[1]:
-                factor = features.shape[-1] // grid[1]
-                features = F.avg_pool2d(features, kernel_size=factor, stride=factor)
-            features = F.avg_pool2d(features, 3, stride=1, padding=1, count_include_pad=False)
-            if features.shape[-1] < grid[1]:
-                features = F.interpolate(features, size=grid, mode="bilinear", align_corners=False)
-            aligned.append(features)
-        return torch.cat(aligned, dim=1).permute(0, 2, 3, 1)
-
-    @staticmethod
-    def patch_grid(size: torch.Size | tuple[int, int]) -> tuple[int, int]:
-        """The stride-8 patch grid of an input size."""
-        return (int(size[0]) + 7) // 8, (int(size[1]) + 7) // 8
-
-    def _offsets(self, embeddings: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    def offsets(self, embeddings: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """|y|^2 - 2 x.y for each embedding x (..., D) and bank entry y (..., M).
 
         That is the squared distance less |x|^2, which does not change which entry
@@ -132,24 +94,111 @@ class PatchCoreModel(nn.Module):
         and fresh matrices of that size each time fragment the heap (4.3 GB peak
         for 320 images instead of 0.8 GB).
         """
-        offsets = self._offsets(embeddings, out)
+        offsets = self.offsets(embeddings, out)
         return offsets.add_((embeddings**2).sum(dim=-1, keepdim=True))
 
-    def patch_distances(self, embeddings: torch.Tensor) -> torch.Tensor:
+    def distances(self, embeddings: torch.Tensor) -> torch.Tensor:
         """Euclidean distance of each embedding (..., D) to its nearest bank entry."""
-        nearest = self._offsets(embeddings).min(dim=-1).values + (embeddings**2).sum(dim=-1)
+        nearest = self.offsets(embeddings).min(dim=-1).values + (embeddings**2).sum(dim=-1)
         return nearest.clamp_min(0.0).sqrt()
+
+    def normalise(self, raw: torch.Tensor) -> torch.Tensor:
+        """Raw distance maps (N, h, w) measured against the baseline at each place."""
+        return (raw - self.patch_location) / self.patch_scale
+
+
+class PatchCoreModel(nn.Module):
+    """PatchCore-style scoring: distance of each patch to its nearest normal patch.
+
+    Each feature level has its own memory bank, searched on its own grid: fine
+    texture (stride 8) and part-level context (stride 16) each get a bank sized
+    for what a search at that level costs, where one bank of concatenated
+    features had to be small for both. A patch is as abnormal as its most
+    abnormal level, each measured against its own normal spread.
+    """
+
+    def __init__(
+        self,
+        backbone: EfficientNetLiteFeatures,
+        *,
+        input_size: tuple[int, int],
+        smoothing_sigma_patches: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.input_size = input_size
+        self.levels = nn.ModuleList(LevelBank(dim) for dim in backbone.channels)
+        self.register_buffer("score_location", torch.tensor(0.0))
+        self.register_buffer("score_scale", torch.tensor(1.0))
+        self.register_buffer("smoothing_kernel", gaussian_kernel(smoothing_sigma_patches))
+        self.eval()
+
+    @property
+    def banks(self) -> list[LevelBank]:
+        """The level banks, finest first."""
+        return [cast(LevelBank, level) for level in self.levels]
+
+    def set_calibration(self, location: float, scale: float) -> None:
+        """Install the affine map from combined normalised maps to calibrated scores."""
+        self.score_location = torch.tensor(float(location))
+        self.score_scale = torch.tensor(float(scale))
+
+    def embed(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """Patch embeddings (N, h_l, w_l, D_l) of each level for a uint8 NHWC BGR batch."""
+        pixels = image.float().flip(-1)  # BGR -> RGB
+        normalised = ((pixels - PIXEL_MEAN) / PIXEL_STD).permute(0, 3, 1, 2)
+        grid = self.patch_grid(normalised.shape[-2:])
+        embedded = []
+        for features in self.backbone(normalised):
+            # Maps finer than the stride-8 grid are average-pooled down to it, so the
+            # number of patches (and the search) stays bounded. A 3x3 neighbourhood
+            # average gives each patch context (PatchCore's local aggregation).
+            if features.shape[-1] > grid[1]:
+                factor = features.shape[-1] // grid[1]
+                features = F.avg_pool2d(features, kernel_size=factor, stride=factor)
+            features = F.avg_pool2d(features, 3, stride=1, padding=1, count_include_pad=False)
+            embedded.append(features.permute(0, 2, 3, 1))
+        return embedded
+
+    @staticmethod
+    def patch_grid(size: torch.Size | tuple[int, int]) -> tuple[int, int]:
+        """The stride-8 patch grid of an input size: where the anomaly map lives."""
+        return (
+            (int(size[0]) + FINEST_STRIDE - 1) // FINEST_STRIDE,
+            (int(size[1]) + FINEST_STRIDE - 1) // FINEST_STRIDE,
+        )
+
+    def level_distances(self, embeddings: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Raw nearest-neighbour distance maps (N, h_l, w_l) of each level."""
+        return [bank.distances(level) for bank, level in zip(self.banks, embeddings, strict=True)]
+
+    def combine(self, normalised: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Normalised level maps (N, h_l, w_l) into one map (N, h, w) on the stride-8 grid."""
+        grid = self.patch_grid(self.input_size)
+        on_grid = [
+            level
+            if tuple(level.shape[-2:]) == grid
+            else F.interpolate(
+                level.unsqueeze(1), size=grid, mode="bilinear", align_corners=False
+            ).squeeze(1)
+            for level in normalised
+        ]
+        combined = on_grid[0]
+        for level in on_grid[1:]:
+            combined = torch.maximum(combined, level)
+        return combined
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (image_score (N,), anomaly_map (N, H, W)) on the calibrated scale."""
-        return self.score_patches(self.patch_distances(self.embed(image)))
+        return self.score_levels(self.level_distances(self.embed(image)))
 
-    def score_patches(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalise raw patch distances (N, h, w) per location, then score them."""
-        return self.score_normalised((raw - self.patch_location) / self.patch_scale)
+    def score_levels(self, raw: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalise each level's raw distances per location, combine, then score."""
+        normalised = [bank.normalise(level) for bank, level in zip(self.banks, raw, strict=True)]
+        return self.score_normalised(self.combine(normalised))
 
     def score_normalised(self, normalised: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Calibrate, smooth and upsample normalised patch maps (N, h, w) into score and map."""
+        """Calibrate, smooth and upsample combined maps (N, h, w) into score and map."""
         calibrated = ((normalised - self.score_location) / self.score_scale).unsqueeze(1)
         kernel = cast(torch.Tensor, self.smoothing_kernel)
         pad = kernel.shape[-1] // 2

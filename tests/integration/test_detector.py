@@ -31,7 +31,7 @@ def _resized(paths: tuple[Path, ...] | list[Path]) -> list[np.ndarray]:
 def test_onnx_runtime_agrees_with_torch(synthetic_dataset: Path, tmp_path: Path) -> None:
     layout = load_layout(synthetic_dataset)
     images = _resized(layout.train_good[:10])
-    settings = TrainSettings(input_size=SIZE, max_bank_size=256, min_calibration_images=3)
+    settings = TrainSettings(input_size=SIZE, bank_sizes=(256, 128), min_calibration_images=3)
     model, _ = fit_model(images[:7], images[7:], settings)
     path = export_onnx(model, tmp_path / "model.onnx")
 
@@ -65,7 +65,8 @@ def test_manifest_records_calibration_and_policy(trained_bundle: ModelBundle) ->
     assert manifest.calibration.n_images >= 3
     assert manifest.training_data["n_train_good"] == 24
     assert len(manifest.training_data["digest"]) == 64
-    assert manifest.detector["memory_bank_size"] <= 512
+    assert manifest.detector["memory_bank_size"] <= 512 + 256
+    assert len(manifest.detector["memory_bank_sizes"]) == 2
 
 
 def test_separates_defects_from_good_parts(
@@ -104,18 +105,24 @@ def test_leave_one_out_maps_never_undercut_in_sample_maps(synthetic_dataset: Pat
     )
 
     images = _resized(load_layout(synthetic_dataset).train_good[:6])
-    settings = TrainSettings(input_size=SIZE, max_bank_size=128, leave_one_out_calibration=False)
+    settings = TrainSettings(input_size=SIZE, bank_sizes=(128, 64), leave_one_out_calibration=False)
     model, _ = fit_model(images[:4], images[4:], settings)
     embeddings = collect_embeddings(model, images[:4])
-    chosen = greedy_coreset(embeddings, 128)
-    model.set_memory_bank(embeddings[chosen])
-    grid = model.patch_grid((SIZE, SIZE))
-    loo = leave_one_out_maps(model, embeddings, chosen, len(embeddings) // 4, grid)
-    in_sample = distance_maps(model, images[:4])
-    assert loo.shape == in_sample.shape == (4, *grid)
-    # Without its own patches a patch can only be farther from the bank.
-    assert (loo >= in_sample - 1e-4).all()
-    assert (loo > in_sample + 1e-3).any()
+    assert len(embeddings) == len(model.banks) == 2
+    for bank, level, grid in zip(model.banks, embeddings, [(16, 16), (8, 8)], strict=True):
+        chosen = greedy_coreset(level, 64)
+        bank.set_memory_bank(level[chosen])
+        loo = leave_one_out_maps(bank, level, chosen, len(level) // 4, grid)
+        in_sample = bank.distances(level).reshape(4, *grid)
+        assert loo.shape == (4, *grid)
+        # Without its own patches a patch can only be farther from the bank.
+        assert (loo >= in_sample - 1e-4).all()
+        assert (loo > in_sample + 1e-3).any()
+    # Each level is searched on its own grid: stride 8 and stride 16.
+    assert [tuple(level.shape) for level in distance_maps(model, images[:2])] == [
+        (2, 16, 16),
+        (2, 8, 8),
+    ]
 
 
 def test_calibration_counts_held_out_and_leave_one_out_images(trained_bundle: ModelBundle) -> None:
@@ -139,7 +146,7 @@ def test_wide_images_keep_their_shape_at_the_same_pixel_budget(
 ) -> None:
     from cloud.train import train_bundle
 
-    settings = TrainSettings(input_size=96, max_bank_size=256)
+    settings = TrainSettings(input_size=96, bank_sizes=(256, 128))
     bundle = train_bundle(wide_dataset, tmp_path / "wide", settings=settings)
     assert (bundle.manifest.input.height, bundle.manifest.input.width) == (64, 128)
 

@@ -35,5 +35,5 @@ def trained_bundle(
     from cloud.train import TrainSettings, train_bundle
 
     out = tmp_path_factory.mktemp("bundles") / "metal"
-    settings = TrainSettings(input_size=TEST_INPUT_SIZE, max_bank_size=512)
+    settings = TrainSettings(input_size=TEST_INPUT_SIZE, bank_sizes=(512, 256))
     return train_bundle(synthetic_dataset, out, name="metal", settings=settings)

@@ -14,6 +14,6 @@ def test_train_options_default_to_the_settings() -> None:
     train = command.commands["train"]  # type: ignore[attr-defined]
     defaults = {param.name: param.default for param in train.params}
     shared = set(defaults) & set(TrainSettings.model_fields)
-    assert {"input_size", "max_bank_size", "target_false_alarm_rate", "band_margin"} <= shared
+    assert {"input_size", "bank_sizes", "target_false_alarm_rate", "band_margin"} <= shared
     for name in shared:
         assert defaults[name] == TrainSettings.model_fields[name].default, name

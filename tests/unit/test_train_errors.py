@@ -55,7 +55,7 @@ def test_unreadable_image_is_named(tmp_path: Path) -> None:
 def test_unreadable_image_skipped_on_request(tmp_path: Path) -> None:
     _good_images(tmp_path / "train" / "good", 6)
     (tmp_path / "train" / "good" / "broken.png").write_bytes(b"garbage")
-    settings = TrainSettings(input_size=64, max_bank_size=64, skip_unreadable=True)
+    settings = TrainSettings(input_size=64, bank_sizes=(64, 32), skip_unreadable=True)
     bundle = train_bundle(tmp_path, tmp_path / "out", settings=settings)
     assert bundle.manifest.training_data["n_train_good"] == 6
 
@@ -64,7 +64,7 @@ def test_refuses_to_overwrite_a_foreign_folder(tmp_path: Path) -> None:
     _good_images(tmp_path / "data" / "train" / "good", 6)
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "notes.txt").write_text("mine")
-    settings = TrainSettings(input_size=64, max_bank_size=64)
+    settings = TrainSettings(input_size=64, bank_sizes=(64, 32))
     with pytest.raises(Exception, match="not a bundle"):
         train_bundle(tmp_path / "data", tmp_path / "out", settings=settings)
     assert (tmp_path / "out" / "notes.txt").read_text() == "mine"

@@ -31,7 +31,10 @@ def train(
             "every image into a SIZE x SIZE square.",
         ),
     ] = True,
-    max_bank_size: Annotated[int, typer.Option(help="Memory bank entries (speed).")] = 4096,
+    bank_sizes: Annotated[
+        tuple[int, int],
+        typer.Option(help="Memory bank entries: fine texture level, part level (speed)."),
+    ] = (8192, 4096),
     target_false_alarm_rate: Annotated[
         float, typer.Option(help="Share of good parts allowed to alarm; sets the threshold.")
     ] = 0.05,
@@ -58,7 +61,7 @@ def train(
     settings = TrainSettings(
         input_size=input_size,
         keep_aspect_ratio=keep_aspect_ratio,
-        max_bank_size=max_bank_size,
+        bank_sizes=bank_sizes,
         target_false_alarm_rate=target_false_alarm_rate,
         band_margin=band_margin,
         seed=seed,

@@ -144,3 +144,20 @@ def test_register_then_promote(tiny_bundle: ModelBundle, tmp_path: Path) -> None
     assert "line3@production is now version 1" in promoted.stdout
     assert list(cwd.iterdir()) == []
     assert any((tmp_path / "mlflow" / "artifacts").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [(["--bank-sizes", "8", "4096"], "bank_sizes"), (["--input-size", "100"], "input_size")],
+)
+def test_a_bad_training_option_is_one_error_line(
+    options: list[str], named: str, tmp_path: Path
+) -> None:
+    data = make_mvtec_folder(tmp_path / "category")
+    result = _run(["train", "--data", str(data), "--out", str(tmp_path / "b"), *options], tmp_path)
+
+    assert result.returncode == 1
+    lines = _error_lines(result)
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: train ") and named in lines[0]
+    assert not (tmp_path / "b").exists()

@@ -55,18 +55,27 @@ def train(
     When DATA/test exists the bundle is evaluated on it and the figures go into
     the manifest; every run is logged to MLflow with its parameters and data digest.
     """
+    from pydantic import ValidationError
+
+    from cloud.errors import TrainingError
     from cloud.train import TrainSettings, train_bundle  # torch loads only for this command
     from cloud.training_run import record_training
 
-    settings = TrainSettings(
-        input_size=input_size,
-        keep_aspect_ratio=keep_aspect_ratio,
-        bank_sizes=bank_sizes,
-        target_false_alarm_rate=target_false_alarm_rate,
-        band_margin=band_margin,
-        seed=seed,
-        skip_unreadable=skip_unreadable,
-    )
+    try:
+        settings = TrainSettings(
+            input_size=input_size,
+            keep_aspect_ratio=keep_aspect_ratio,
+            bank_sizes=bank_sizes,
+            target_false_alarm_rate=target_false_alarm_rate,
+            band_margin=band_margin,
+            seed=seed,
+            skip_unreadable=skip_unreadable,
+        )
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"]) or "options"
+        msg = f"train {where}: {problem['msg']}; see linewatch train --help"
+        raise TrainingError(msg) from exc
     with staged_progress() as report:
         bundle = train_bundle(data, out, name=name, settings=settings, progress=report)
         quiet_mlflow()

@@ -23,6 +23,21 @@ ImageArray = npt.NDArray[np.uint8]
 DEFAULT_MAX_PIXELS = 50_000_000
 
 
+_TWELVE_BIT_LIMIT = 1 << 12
+
+
+def _uint16_shift(image: npt.NDArray[np.uint16]) -> int:
+    """Bits to drop from a 16-bit image to get 8.
+
+    Industrial cameras often store 12-bit pixels (0-4095) in 16-bit files;
+    dropping 8 bits from those would leave 16 grey levels and a black image. A
+    16-bit image with no pixel at 4096 or above is taken as 12-bit: a true 16-bit
+    image that dark (under 1/16 of full scale) is rare, and it then shows
+    brighter than normal -- an alarm, never a miss.
+    """
+    return 4 if int(image.max(initial=0)) < _TWELVE_BIT_LIMIT else 8
+
+
 def to_bgr(pixels: npt.NDArray[np.generic]) -> ImageArray:
     """Return a 3-channel BGR uint8 image from grey, BGR or BGRA pixels of any depth.
 
@@ -32,7 +47,7 @@ def to_bgr(pixels: npt.NDArray[np.generic]) -> ImageArray:
     image = np.asarray(pixels)
     if image.dtype != np.uint8:
         if image.dtype == np.uint16:
-            image = (image >> 8).astype(np.uint8)
+            image = (image >> _uint16_shift(image)).astype(np.uint8)
         elif np.issubdtype(image.dtype, np.floating):
             image = np.clip(np.nan_to_num(image) * 255.0, 0, 255).astype(np.uint8)
         else:

@@ -23,14 +23,17 @@ from cloud.dataset import data_digest, load_layout
 from cloud.detector import EfficientNetLiteFeatures, PatchCoreModel, export_onnx
 from cloud.detector.backbone import FEATURE_BLOCKS
 from cloud.detector.fitting import (
+    BORDER_RINGS,
     CALIBRATION_FOLDS,
+    TAIL_QUANTILE,
     CalibrationStats,
+    border_tail_factors,
     calibration_stats,
     collect_embeddings,
     distance_maps,
     greedy_coreset,
     leave_one_out_maps,
-    out_of_fold_image_scores,
+    out_of_fold_normalised,
     patch_normalisation,
 )
 from cloud.detector.input_shape import model_input_shape
@@ -82,6 +85,7 @@ class TrainSettings(BaseModel):
     feature_blocks: tuple[int, ...] = FEATURE_BLOCKS
     leave_one_out_calibration: bool = True
     patch_normalisation: bool = True
+    border_tail_correction: bool = True  # see fitting.border_tail_factors
     normalisation_prior_images: float = Field(default=8.0, ge=0.0)
     seed: int = 0
     batch_size: int = Field(default=8, ge=1)
@@ -213,9 +217,17 @@ def fit_model(
     del embeddings
     if settings.patch_normalisation:
         prior = settings.normalisation_prior_images
-        raw = out_of_fold_image_scores(model, maps, prior_images=prior)
-        for bank, level in zip(model.banks, maps, strict=True):
-            bank.set_patch_normalisation(*patch_normalisation(level, prior_images=prior))
+        held_out = [out_of_fold_normalised(level, prior_images=prior) for level in maps]
+        factors = [
+            border_tail_factors(level) if settings.border_tail_correction else torch.ones(1)
+            for level in held_out
+        ]
+        with torch.no_grad():
+            combined = model.combine([z / f for z, f in zip(held_out, factors, strict=True)])
+            raw = model.score_normalised(combined)[0].double().numpy()
+        for bank, level, factor in zip(model.banks, maps, factors, strict=True):
+            location, scale = patch_normalisation(level, prior_images=prior)
+            bank.set_patch_normalisation(location, scale * factor)
     else:
         with torch.no_grad():
             raw = model.score_levels(maps)[0].double().numpy()
@@ -313,6 +325,12 @@ def train_bundle(
                     "per-location mean and spread of out-of-sample good distance maps, "
                     f"shrunk towards the global figures by {settings.normalisation_prior_images} "
                     f"pseudo-images; calibration scores cross-fitted over {CALIBRATION_FOLDS} folds"
+                    + (
+                        f"; spread of the outer {BORDER_RINGS} rings of patches raised until "
+                        f"their {TAIL_QUANTILE:.0%} quantile of good values matches the interior's"
+                        if settings.border_tail_correction
+                        else ""
+                    )
                     if settings.patch_normalisation
                     else "none"
                 ),

@@ -19,15 +19,18 @@ from cloud.detector.model import LevelBank, PatchCoreModel
 from edge.imaging import ImageArray
 
 __all__ = [
+    "BORDER_RINGS",
     "CALIBRATION_FOLDS",
+    "TAIL_QUANTILE",
     "CalibrationStats",
     "ProgressCallback",
+    "border_tail_factors",
     "calibration_stats",
     "collect_embeddings",
     "distance_maps",
     "greedy_coreset",
     "leave_one_out_maps",
-    "out_of_fold_image_scores",
+    "out_of_fold_normalised",
     "patch_normalisation",
 ]
 
@@ -35,6 +38,9 @@ logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]
 CALIBRATION_FOLDS = 5  # cross-fitting of the per-location baseline for calibration scores
+BORDER_RINGS = 2  # outer rings of patches whose normal tail is matched to the interior's
+TAIL_QUANTILE = 0.99
+MAX_BORDER_FACTOR = 2.0
 
 
 def _batches(images: Sequence[ImageArray], batch_size: int) -> list[torch.Tensor]:
@@ -167,31 +173,63 @@ def patch_normalisation(
 
 
 @torch.no_grad()
-def out_of_fold_image_scores(
-    model: PatchCoreModel,
-    maps: Sequence[torch.Tensor],
-    *,
-    folds: int = CALIBRATION_FOLDS,
-    prior_images: float = 8.0,
-) -> npt.NDArray[np.float64]:
-    """Image scores of good maps (per level, (n, h_l, w_l)), each normalised out of fold.
+def out_of_fold_normalised(
+    maps: torch.Tensor, *, folds: int = CALIBRATION_FOLDS, prior_images: float = 8.0
+) -> torch.Tensor:
+    """Good maps (n, h, w), each normalised by statistics of the other folds' maps.
 
     Scoring a map with statistics it helped estimate would understate normal
-    scores and set the threshold too low; cross-fitting keeps every score out of
-    sample. The model's image calibration must be the identity while this runs.
+    scores and set the threshold too low; cross-fitting keeps every value out
+    of sample.
     """
-    count = maps[0].shape[0]
+    count = maps.shape[0]
     folds = max(1, min(folds, count // 2))
-    scores = torch.empty(count, dtype=torch.float64)
+    normalised = torch.empty_like(maps)
     for fold in range(folds):
         inside = torch.arange(count) % folds == fold
-        normalised = []
-        for level in maps:
-            others = level[~inside] if folds > 1 else level
-            location, scale = patch_normalisation(others, prior_images=prior_images)
-            normalised.append((level[inside] - location) / scale)
-        scores[inside] = model.score_normalised(model.combine(normalised))[0].double()
-    return scores.numpy()
+        others = maps[~inside] if folds > 1 else maps
+        location, scale = patch_normalisation(others, prior_images=prior_images)
+        normalised[inside] = (maps[inside] - location) / scale
+    return normalised
+
+
+def border_tail_factors(
+    normalised: torch.Tensor,
+    *,
+    rings: int = BORDER_RINGS,
+    quantile: float = TAIL_QUANTILE,
+    max_factor: float = MAX_BORDER_FACTOR,
+) -> torch.Tensor:
+    """Extra spread (h, w) for the outer rings of patches, so their normal tail matches the rest.
+
+    The image score is a maximum over places, so the place whose *normal* values
+    reach highest sets the false-alarm floor. Even measured against their own mean
+    and spread, patches next to the image border (the backbone's padding, a part
+    cut by the frame) reach higher than the interior: on synthetic textures most
+    good images scored highest in the outer 16 pixels. Each of the outer ``rings``
+    gets the factor that brings its ``quantile`` of out-of-fold normalised good
+    values down to the interior's, pooled over the ring so that few images do;
+    never below 1 (no place is made more sensitive) nor above ``max_factor``.
+    """
+    height, width = normalised.shape[-2:]
+    rows = torch.arange(height).unsqueeze(1)
+    cols = torch.arange(width).unsqueeze(0)
+    ring = torch.minimum(
+        torch.minimum(rows, height - 1 - rows), torch.minimum(cols, width - 1 - cols)
+    )
+    factors = torch.ones(height, width)
+    interior = normalised[:, ring >= rings]
+    if interior.numel() == 0:
+        return factors
+    reference = float(torch.quantile(interior.flatten().double(), quantile))
+    if reference <= 0.0:
+        return factors
+    for index in range(rings):
+        outer = normalised[:, ring == index]
+        if outer.numel():
+            tail = float(torch.quantile(outer.flatten().double(), quantile))
+            factors[ring == index] = min(max(tail / reference, 1.0), max_factor)
+    return factors
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from cloud.detector.fitting import calibration_stats, greedy_coreset, patch_normalisation
+from cloud.detector.fitting import (
+    border_tail_factors,
+    calibration_stats,
+    greedy_coreset,
+    out_of_fold_normalised,
+    patch_normalisation,
+)
 
 
 def test_coreset_covers_every_cluster() -> None:
@@ -77,3 +83,44 @@ def test_patch_normalisation_of_one_image_stays_finite() -> None:
     location, scale = patch_normalisation(torch.full((1, 4, 4), 3.0))
     assert torch.isfinite(location).all()
     assert (scale > 0).all()
+
+
+def _z_maps_with_heavy_border_tails(count: int, tail: float) -> torch.Tensor:
+    """Normalised good maps (mean 0, spread 1 everywhere) whose outer ring has heavier tails."""
+    generator = torch.Generator().manual_seed(3)
+    maps = torch.randn(count, 10, 10, generator=generator)
+    ring0 = torch.ones(10, 10, dtype=torch.bool)
+    ring0[1:-1, 1:-1] = False
+    # Student-t-like: same spread in the bulk, rare big excursions at the border.
+    spikes = torch.rand(count, int(ring0.sum()), generator=generator) < 0.03
+    maps[:, ring0] += spikes * tail
+    return maps
+
+
+def test_border_tail_factors_match_the_border_tail_to_the_interior() -> None:
+    maps = _z_maps_with_heavy_border_tails(400, tail=4.0)
+    factors = border_tail_factors(maps)
+    assert float(factors[0, 0]) > 1.5 and float(factors[0, 5]) == float(factors[0, 0])
+    assert float(factors[5, 5]) == 1.0 and float(factors[1, 1]) == pytest.approx(1.0, abs=0.1)
+    interior = torch.quantile(maps[:, 2:-2, 2:-2].flatten(), 0.99)
+    border = torch.quantile((maps / factors)[:, 0, :].flatten(), 0.99)
+    assert float(border) == pytest.approx(float(interior), rel=0.15)
+
+
+def test_border_tail_factors_never_sharpen_and_stay_bounded() -> None:
+    plain = border_tail_factors(_z_maps_with_heavy_border_tails(400, tail=0.0))
+    assert float(plain.min()) == 1.0 and float(plain.max()) < 1.2
+    wild = border_tail_factors(_z_maps_with_heavy_border_tails(400, tail=100.0))
+    assert float(wild.max()) == 2.0
+    tiny = border_tail_factors(torch.randn(5, 3, 3))  # no interior: nothing to match
+    assert torch.equal(tiny, torch.ones(3, 3))
+
+
+def test_out_of_fold_normalisation_does_not_see_its_own_maps() -> None:
+    maps = _maps_with_a_busy_border(50)
+    maps[7] += 30.0  # one odd good image
+    held_out = out_of_fold_normalised(maps, prior_images=0.0)
+    in_sample_location, in_sample_scale = patch_normalisation(maps, prior_images=0.0)
+    in_sample = (maps[7] - in_sample_location) / in_sample_scale
+    # Its own statistics would have absorbed part of the excursion.
+    assert float(held_out[7].mean()) > float(in_sample.mean()) + 1.0

@@ -42,8 +42,7 @@ class LevelBank(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
         # Buffers, so they travel into the ONNX graph as constants; filled by fitting.
-        self.register_buffer("memory_bank", torch.zeros(1, dim))
-        # The bank as one matrix [-2 * bank^T; |bank|^2]: see ``offsets``.
+        # The bank is kept only as the matrix [-2 * bank^T; |bank|^2]: see ``offsets``.
         self.register_buffer("search_matrix", torch.zeros(dim + 1, 1))
         # Per-location baseline of normal distances (h, w); identity until fitting sets it.
         self.register_buffer("patch_location", torch.zeros(1, 1))
@@ -52,13 +51,13 @@ class LevelBank(nn.Module):
     @property
     def size(self) -> int:
         """Entries in the bank."""
-        return int(self.memory_bank.shape[0])
+        return int(self.search_matrix.shape[1])
 
     def set_memory_bank(self, bank: torch.Tensor) -> None:
         """Install the coreset of normal patch embeddings (M, D)."""
-        self.memory_bank = bank.contiguous().float()
-        sq_norm = (self.memory_bank**2).sum(dim=1)
-        self.search_matrix = torch.cat([-2.0 * self.memory_bank.T, sq_norm.unsqueeze(0)])
+        entries = bank.float()
+        sq_norm = (entries**2).sum(dim=1)
+        self.search_matrix = torch.cat([-2.0 * entries.T, sq_norm.unsqueeze(0)]).contiguous()
 
     def set_patch_normalisation(self, location: torch.Tensor, scale: torch.Tensor) -> None:
         """Install the per-location mean and spread (h, w) of distances on good images.

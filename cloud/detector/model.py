@@ -21,7 +21,7 @@ from cloud.detector.backbone import EfficientNetLiteFeatures
 
 __all__ = ["FINEST_STRIDE", "LevelBank", "PatchCoreModel", "gaussian_kernel"]
 
-# EfficientNet-Lite was trained on (x - 127) / 128 in RGB order.
+# EfficientNet-Lite was trained on (x - 127) / 128 (in RGB order; see the backbone stem).
 PIXEL_MEAN = 127.0
 PIXEL_STD = 128.0
 FINEST_STRIDE = 8  # finer feature maps are pooled to this grid; the anomaly map lives on it
@@ -144,8 +144,8 @@ class PatchCoreModel(nn.Module):
 
     def embed(self, image: torch.Tensor) -> list[torch.Tensor]:
         """Patch embeddings (N, h_l, w_l, D_l) of each level for a uint8 NHWC BGR batch."""
-        pixels = image.float().flip(-1)  # BGR -> RGB
-        normalised = ((pixels - PIXEL_MEAN) / PIXEL_STD).permute(0, 3, 1, 2)
+        # BGR stays BGR: the backbone's stem takes it in that order.
+        normalised = ((image.float() - PIXEL_MEAN) / PIXEL_STD).permute(0, 3, 1, 2)
         grid = self.patch_grid(normalised.shape[-2:])
         embedded = []
         for features in self.backbone(normalised):

@@ -3,7 +3,8 @@
 Prints, on this machine, for each synthetic category: image AUROC, false-alarm
 rate at full recall, recall and false alarms at the bundle's threshold, training
 seconds per 100 images -- for the default detector and, side by side on the same
-data, without per-location normalisation of the patch distances; for wide strips
+data, without the colour-contrast channels and without per-location
+normalisation of the patch distances; for wide strips
 (512x192 images), the input shaped like the images against the same pixel budget
 squashed into a square; then, on one bundle at
 the default input size: ONNX Runtime latency at batch 1 (median of repeats)
@@ -115,6 +116,7 @@ def main() -> None:
         work = Path(tmp)
         variants = {
             "default": settings,
+            "no-colour": settings.model_copy(update={"colour_contrast_weight": 0.0}),
             "no-patch-norm": settings.model_copy(update={"patch_normalisation": False}),
         }
         header = ("category", "detector", "AUROC", "FPR@100%rec", "recall@thr", "FA@thr", "s/100")

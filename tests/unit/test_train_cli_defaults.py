@@ -14,15 +14,12 @@ def test_train_options_default_to_the_settings() -> None:
     train = command.commands["train"]  # type: ignore[attr-defined]
     defaults = {param.name: param.default for param in train.params}
     shared = set(defaults) & set(TrainSettings.model_fields)
-    assert {"input_size", "bank_sizes", "target_false_alarm_rate", "band_margin"} <= shared
+    assert {
+        "input_size",
+        "bank_sizes",
+        "colour_contrast_weight",
+        "target_false_alarm_rate",
+        "band_margin",
+    } <= shared
     for name in shared:
         assert defaults[name] == TrainSettings.model_fields[name].default, name
-
-
-def test_colour_contrast_option_defaults_to_the_settings_weight() -> None:
-    command = typer.main.get_command(app)
-    train = command.commands["train"]  # type: ignore[attr-defined]
-    defaults = {param.name: param.default for param in train.params}
-    assert (
-        defaults["colour_contrast"] == TrainSettings.model_fields["colour_contrast_weight"].default
-    )

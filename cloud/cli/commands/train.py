@@ -35,11 +35,12 @@ def train(
         tuple[int, int],
         typer.Option(help="Memory bank entries: fine texture level, part level (speed)."),
     ] = (8192, 4096),
-    colour_contrast: Annotated[
+    colour_contrast_weight: Annotated[
         float,
         typer.Option(
+            "--colour-contrast",
             help="Weight of each patch's colour against its surroundings in the search "
-            "(faint stains and spots); 0 searches on texture alone."
+            "(faint stains and spots); 0 searches on texture alone.",
         ),
     ] = 32.0,
     target_false_alarm_rate: Annotated[
@@ -73,7 +74,7 @@ def train(
             input_size=input_size,
             keep_aspect_ratio=keep_aspect_ratio,
             bank_sizes=bank_sizes,
-            colour_contrast_weight=colour_contrast,
+            colour_contrast_weight=colour_contrast_weight,
             target_false_alarm_rate=target_false_alarm_rate,
             band_margin=band_margin,
             seed=seed,

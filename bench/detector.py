@@ -4,12 +4,11 @@ Prints, on this machine, for each synthetic category: image AUROC, false-alarm
 rate at full recall, recall and false alarms at the bundle's threshold, training
 seconds per 100 images -- for the default detector and, side by side on the same
 data, without the colour-contrast channels and without per-location
-normalisation of the patch distances; for wide strips
-(512x192 images), the input shaped like the images against the same pixel budget
-squashed into a square; then, on one bundle at
-the default input size: ONNX Runtime latency at batch 1 (median of repeats)
-and throughput at batch 8, torch eager on the same model side by side, and the
-bundle size.
+normalisation of the patch distances; for wide strips (512x192 images), the
+input shaped like the images against the same pixel budget squashed into a
+square; then, on one bundle at the default input size: ONNX Runtime latency at
+batch 1 (median of repeats) and throughput at batch 8, torch eager on the same
+model side by side, and the bundle size.
 
     python bench/detector.py [--categories metal,fabric] [--wide-categories wood]
                              [--n-test-good 60] [--threads 2]

@@ -11,7 +11,7 @@ WEIGHT = 32.0
 
 def _model(weight: float = WEIGHT) -> PatchCoreModel:
     return PatchCoreModel(
-        EfficientNetLiteFeatures((4, 10)), input_size=(256, 256), colour_contrast_weight=weight
+        EfficientNetLiteFeatures(), input_size=(256, 256), colour_contrast_weight=weight
     )
 
 

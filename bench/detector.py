@@ -29,9 +29,9 @@ from sklearn.metrics import roc_auc_score
 from cloud.dataset import load_layout
 from cloud.synth import CATEGORIES, generate_dataset
 from cloud.train import TrainSettings, fit_model, train_bundle
-from edge.bundle import ModelBundle
-from edge.engine import EngineOptions, InferenceEngine
-from edge.imaging import read_image, resize_for_model
+from edge.runtime.bundle import ModelBundle
+from edge.runtime.engine import EngineOptions, InferenceEngine
+from edge.runtime.imaging import read_image, resize_for_model
 
 
 def _median_ms(run: object, repeats: int) -> float:
@@ -148,7 +148,7 @@ def main() -> None:
                     flush=True,
                 )
         first = args.categories.split(",")[0]
-        from edge.bundle import load_bundle
+        from edge.runtime.bundle import load_bundle
 
         speed(
             load_bundle(work / f"bundle-{first}-default"),

@@ -25,9 +25,9 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from edge.bundle import ModelBundle, load_bundle
-from edge.engine import EngineOptions, InferenceEngine, available_providers
-from edge.imaging import read_image, resize_for_model
+from edge.runtime.bundle import ModelBundle, load_bundle
+from edge.runtime.engine import EngineOptions, InferenceEngine, available_providers
+from edge.runtime.imaging import read_image, resize_for_model
 
 CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 

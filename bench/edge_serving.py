@@ -30,10 +30,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "proto")]
 
-from edge.bundle import ModelBundle, load_bundle  # noqa: E402
 from edge.camera import CameraReader, VideoCaptureSource  # noqa: E402
 from edge.inspector import Inspector  # noqa: E402
 from edge.node import CameraLoop, EdgeNode  # noqa: E402
+from edge.runtime.bundle import ModelBundle, load_bundle  # noqa: E402
 from edge.settings import EdgeSettings  # noqa: E402
 
 

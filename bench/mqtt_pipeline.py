@@ -39,7 +39,7 @@ from edge.frames import InspectedFrame, ModelIdentity, NodeIdentity
 from edge.mqtt.config import MqttConfig
 from edge.mqtt.messages import frame_messages
 from edge.mqtt.sink import MqttSink, build_mqtt_sink
-from edge.policy import Verdict
+from edge.runtime.policy import Verdict
 from tests.plugins.mqtt import Broker  # the tests' broker: restartable on its port
 
 IDENTITY = NodeIdentity(site="bench", line="line1", node="cam1")

@@ -50,7 +50,7 @@ from linewatch.v1 import inspection_pb2, inspection_pb2_grpc  # noqa: E402
 from cloud.deploy import PackedBundle, Target, pack_bundle, roll_out  # noqa: E402
 from cloud.deploy.pusher import NodeClient  # noqa: E402
 from cloud.signing import generate_key_pair, load_private_key, sign_manifest  # noqa: E402
-from edge.bundle import load_bundle, write_manifest  # noqa: E402
+from edge.runtime.bundle import load_bundle, write_manifest  # noqa: E402
 
 EDGE = Path(sys.executable).parent / "linewatch-edge"
 

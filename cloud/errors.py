@@ -1,8 +1,11 @@
 """Errors of the cloud side; all derive from the shared ``LinewatchError``.
 
-The tree (edge errors in ``edge.errors`` share the root)::
+The tree (the shared runtime's errors in ``edge.runtime.errors`` share the root; the two
+shared here are re-exported so that cloud code names one errors module)::
 
     LinewatchError
+    ├── ConfigError         settings that cannot work (shared with the edge)
+    ├── ImageDecodeError    bytes that are not an image we can read (shared with the edge)
     ├── DatasetError        a folder that is not in the MVTec AD layout, or empty
     ├── TrainingError       training could not produce a model
     ├── RegistryError       MLflow refused or failed (tracking URI, name, version, alias)
@@ -14,11 +17,13 @@ The tree (edge errors in ``edge.errors`` share the root)::
 
 from __future__ import annotations
 
-from edge.errors import LinewatchError
+from edge.runtime.errors import ConfigError, ImageDecodeError, LinewatchError
 
 __all__ = [
+    "ConfigError",
     "DatasetError",
     "DeployError",
+    "ImageDecodeError",
     "LinewatchError",
     "NodeRefused",
     "NodeUnreachable",

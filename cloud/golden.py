@@ -16,9 +16,9 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from cloud.errors import TrainingError
-from edge.bundle import MODEL_FILE, GoldenImage
-from edge.golden import map_digest
-from edge.imaging import ImageArray
+from edge.runtime.bundle import MODEL_FILE, GoldenImage
+from edge.runtime.golden import map_digest
+from edge.runtime.imaging import ImageArray
 
 __all__ = ["GOLDEN_DIR", "make_golden_images", "paint_defect"]
 

@@ -17,9 +17,15 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.bundle import Manifest, ModelBundle, load_bundle, manifest_signing_bytes, write_manifest
-from edge.errors import ConfigError
-from edge.signing import public_key_id
+from cloud.errors import ConfigError
+from edge.runtime.bundle import (
+    Manifest,
+    ModelBundle,
+    load_bundle,
+    manifest_signing_bytes,
+    write_manifest,
+)
+from edge.runtime.signing import public_key_id
 
 __all__ = [
     "DEFAULT_SIGNING_KEY",

@@ -37,9 +37,9 @@ from cloud.detector.fitting import (
     patch_normalisation,
 )
 from cloud.detector.input_shape import model_input_shape
-from cloud.errors import DatasetError, TrainingError
+from cloud.errors import DatasetError, ImageDecodeError, TrainingError
 from cloud.golden import make_golden_images
-from edge.bundle import (
+from edge.runtime.bundle import (
     MANIFEST_FILE,
     MODEL_FILE,
     InputSpec,
@@ -50,9 +50,8 @@ from edge.bundle import (
     load_bundle,
     write_manifest,
 )
-from edge.errors import ImageDecodeError
-from edge.imaging import ImageArray, read_image, resize_for_model
-from edge.policy import DecisionPolicy
+from edge.runtime.imaging import ImageArray, read_image, resize_for_model
+from edge.runtime.policy import DecisionPolicy
 
 __all__ = ["StageProgress", "TrainSettings", "fit_model", "train_bundle"]
 

@@ -12,7 +12,7 @@ from cloud import registry
 from cloud.dataset import load_layout
 from cloud.evaluation import evaluate_bundle
 from cloud.train import StageProgress, TrainSettings
-from edge.bundle import ModelBundle, load_bundle, write_manifest
+from edge.runtime.bundle import ModelBundle, load_bundle, write_manifest
 
 __all__ = ["RecordedTraining", "record_training"]
 

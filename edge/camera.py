@@ -23,10 +23,10 @@ from typing import Protocol
 
 import cv2
 
-from edge.errors import CameraError, ImageDecodeError
-from edge.imaging import ImageArray, read_image, to_bgr
 from edge.inspector import now_ms
 from edge.metrics import NodeMetrics
+from edge.runtime.errors import CameraError, ImageDecodeError
+from edge.runtime.imaging import ImageArray, read_image, to_bgr
 
 __all__ = [
     "IMAGE_SUFFIXES",

@@ -19,12 +19,12 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from edge.bundle import load_bundle
 from edge.camera import IMAGE_SUFFIXES
-from edge.engine import InferenceEngine
-from edge.errors import ConfigError, LinewatchError
-from edge.imaging import ImageArray, read_image, resize_for_model
 from edge.node import EdgeNode, engine_options
+from edge.runtime.bundle import load_bundle
+from edge.runtime.engine import InferenceEngine
+from edge.runtime.errors import ConfigError, LinewatchError
+from edge.runtime.imaging import ImageArray, read_image, resize_for_model
 from edge.settings import load_settings
 
 __all__ = ["app", "main"]

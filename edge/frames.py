@@ -13,8 +13,8 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from edge.imaging import ImageArray
-from edge.policy import Verdict
+from edge.runtime.imaging import ImageArray
+from edge.runtime.policy import Verdict
 
 __all__ = ["InspectedFrame", "ModelIdentity", "NodeIdentity", "VerdictSink"]
 

@@ -12,10 +12,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.errors import ImageDecodeError, ImageTooLarge
 from edge.frames import InspectedFrame
-from edge.imaging import DEFAULT_MAX_PIXELS, ImageArray, decode_image, resize_for_model, to_bgr
 from edge.model_slot import ModelSlot
+from edge.runtime.errors import ImageDecodeError, ImageTooLarge
+from edge.runtime.imaging import (
+    DEFAULT_MAX_PIXELS,
+    ImageArray,
+    decode_image,
+    resize_for_model,
+    to_bgr,
+)
 
 __all__ = ["Inspection", "Inspector", "new_frame_id", "now_ms"]
 

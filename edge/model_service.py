@@ -20,19 +20,19 @@ import grpc
 from linewatch.v1 import common_pb2, model_service_pb2, model_service_pb2_grpc
 
 from edge.background import lower_this_threads_priority, run_in_fresh_thread
-from edge.bundle import ModelBundle
-from edge.engine import EngineOptions, InferenceEngine
-from edge.errors import (
+from edge.frames import ModelIdentity
+from edge.model_slot import ActiveModel, ModelSlot
+from edge.model_store import ModelStore
+from edge.runtime.bundle import ModelBundle
+from edge.runtime.engine import EngineOptions, InferenceEngine
+from edge.runtime.errors import (
     ActivationFailed,
     EngineError,
     LinewatchError,
     NothingToRollBack,
     ParityFailed,
 )
-from edge.frames import ModelIdentity
-from edge.golden import DEFAULT_MAP_TOLERANCE, DEFAULT_SCORE_TOLERANCE, check_golden
-from edge.model_slot import ActiveModel, ModelSlot
-from edge.model_store import ModelStore
+from edge.runtime.golden import DEFAULT_MAP_TOLERANCE, DEFAULT_SCORE_TOLERANCE, check_golden
 from edge.uploads import UploadRejected
 
 __all__ = [

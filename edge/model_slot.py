@@ -13,11 +13,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from edge.bundle import ModelBundle
-from edge.engine import EngineOptions, InferenceEngine
-from edge.errors import NoModelLoaded
 from edge.frames import ModelIdentity
-from edge.policy import DecisionPolicy
+from edge.runtime.bundle import ModelBundle
+from edge.runtime.engine import EngineOptions, InferenceEngine
+from edge.runtime.errors import NoModelLoaded
+from edge.runtime.policy import DecisionPolicy
 
 __all__ = ["ActiveModel", "ModelListener", "ModelSlot", "activate_bundle"]
 

@@ -30,9 +30,9 @@ from typing import Any
 import onnxruntime as ort
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edge.bundle import ModelBundle, load_bundle
-from edge.errors import BundleCorrupt, BundleIncompatible, UnknownBundle
-from edge.signing import verify_manifest
+from edge.runtime.bundle import ModelBundle, load_bundle
+from edge.runtime.errors import BundleCorrupt, BundleIncompatible, UnknownBundle
+from edge.runtime.signing import verify_manifest
 from edge.uploads import StagingFull, UploadArea, UploadCorrupt, UploadRejected, check_safe_name
 
 __all__ = [

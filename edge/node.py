@@ -15,21 +15,21 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from edge.bundle import ModelBundle, load_bundle
 from edge.camera import Backoff, CameraReader, FrameSource, open_source
-from edge.engine import EngineOptions
-from edge.errors import EngineError, NoModelLoaded
 from edge.frames import InspectedFrame, NodeIdentity, VerdictSink
 from edge.inspector import Inspector
 from edge.metrics import MetricsServer, NodeMetrics, serve_metrics
 from edge.model_service import ModelManager, ModelServiceServicer
 from edge.model_slot import ActiveModel, ModelSlot, activate_bundle
 from edge.model_store import ModelStore
-from edge.policy import Verdict
 from edge.recorder import LocalRecord
+from edge.runtime.bundle import ModelBundle, load_bundle
+from edge.runtime.engine import EngineOptions
+from edge.runtime.errors import EngineError, NoModelLoaded
+from edge.runtime.policy import Verdict
+from edge.runtime.signing import load_public_key
 from edge.server import NodeServer, build_server
 from edge.settings import EdgeSettings
-from edge.signing import load_public_key
 
 __all__ = ["CameraLoop", "EdgeNode", "SinkDispatcher", "engine_options", "model_manager"]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from edge.frames import InspectedFrame
 from edge.metrics import NodeMetrics
-from edge.policy import Verdict
+from edge.runtime.policy import Verdict
 from edge.visualize import anomaly_map_png, encode_png
 
 __all__ = ["FlaggedRecord", "LocalRecord", "VerdictRecord"]

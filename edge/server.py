@@ -27,22 +27,22 @@ from linewatch.v1 import (
     model_service_pb2_grpc,
 )
 
-from edge.errors import (
-    BundleError,
-    ConfigError,
-    ImageDecodeError,
-    ImageTooLarge,
-    NoModelLoaded,
-)
 from edge.frames import VerdictSink
 from edge.inspector import Inspection, Inspector
 from edge.metrics import NodeMetrics
 from edge.model_service import ModelServiceServicer, NothingToRollBack, ParityFailed
 from edge.model_slot import ActiveModel
 from edge.model_store import UnknownBundle
-from edge.policy import Verdict
+from edge.runtime.errors import (
+    BundleError,
+    ConfigError,
+    ImageDecodeError,
+    ImageTooLarge,
+    NoModelLoaded,
+)
+from edge.runtime.policy import Verdict
+from edge.runtime.signing import BundleSignatureError
 from edge.settings import EdgeSettings
-from edge.signing import BundleSignatureError
 from edge.uploads import StagingFull, UploadCorrupt, UploadRejected
 from edge.visualize import anomaly_map_png, overlay_jpeg
 

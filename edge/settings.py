@@ -20,7 +20,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from edge.errors import ConfigError
+from edge.runtime.errors import ConfigError
 
 __all__ = ["EdgeSettings", "load_settings"]
 

@@ -19,8 +19,8 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from edge.bundle import MANIFEST_FILE, file_sha256
-from edge.errors import BundleCorrupt, StagingFull, UploadCorrupt, UploadRejected
+from edge.runtime.bundle import MANIFEST_FILE, file_sha256
+from edge.runtime.errors import BundleCorrupt, StagingFull, UploadCorrupt, UploadRejected
 
 __all__ = [
     "StagingFull",

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edge.errors import ImageDecodeError
-from edge.imaging import ImageArray
+from edge.runtime.errors import ImageDecodeError
+from edge.runtime.imaging import ImageArray
 
 __all__ = ["anomaly_map_png", "anomaly_map_to_u8", "encode_png", "overlay_jpeg"]
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.bundle import ModelBundle
+from edge.runtime.bundle import ModelBundle
 from tests.tiny_bundle import make_tiny_bundle
 
 pytest_plugins = [

@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edge.bundle import (
+from edge.runtime.bundle import (
     InputSpec,
     Manifest,
     ModelBundle,
@@ -25,7 +25,7 @@ from edge.bundle import (
     load_bundle,
     write_manifest,
 )
-from edge.policy import DecisionPolicy
+from edge.runtime.policy import DecisionPolicy
 
 __all__ = ["make_tiny_bundle"]
 

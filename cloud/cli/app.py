@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from edge.errors import LinewatchError
+from cloud.errors import LinewatchError
 
 __all__ = ["app", "main", "state"]
 

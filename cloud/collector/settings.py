@@ -10,7 +10,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cloud.db.session import DEFAULT_DB_URL
-from edge.errors import ConfigError
+from cloud.errors import ConfigError
 
 __all__ = ["BrokerAddress", "CollectorSettings", "broker_address"]
 

@@ -17,8 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from cloud.db.session import make_engine
-from cloud.errors import StoreError
-from edge.errors import ConfigError
+from cloud.errors import ConfigError, StoreError
 
 __all__ = [
     "MIGRATIONS_DIR",

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from edge.errors import ConfigError
+from cloud.errors import ConfigError
 
 __all__ = ["ManagedProcess", "free_port", "mosquitto_command", "wait_until"]
 

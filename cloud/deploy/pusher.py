@@ -20,7 +20,7 @@ import grpc
 from linewatch.v1 import common_pb2, model_service_pb2, model_service_pb2_grpc
 
 from cloud.errors import DeployError, NodeRefused, NodeUnreachable
-from edge.bundle import file_sha256, load_bundle
+from edge.runtime.bundle import file_sha256, load_bundle
 
 __all__ = [
     "ClientOptions",

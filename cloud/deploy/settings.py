@@ -9,7 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cloud.db.session import DEFAULT_DB_URL
 from cloud.deploy.pusher import ClientOptions
-from edge.errors import ConfigError
+from cloud.errors import ConfigError
 
 __all__ = ["DeploySettings", "load_deploy_settings"]
 

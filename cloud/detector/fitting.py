@@ -16,7 +16,7 @@ import numpy.typing as npt
 import torch
 
 from cloud.detector.model import LevelBank, PatchCoreModel
-from edge.imaging import ImageArray
+from edge.runtime.imaging import ImageArray
 
 __all__ = [
     "BORDER_RINGS",

@@ -34,7 +34,7 @@ from cloud.evaluation.metrics import (
     sanitize_scores,
 )
 from cloud.evaluation.runner import EvaluationOutcome, ScoredImage, infer_maps, read_mask
-from edge.imaging import ImageArray
+from edge.runtime.imaging import ImageArray
 
 __all__ = [
     "GalleryTile",

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cloud.dataset import DatasetLayout, TestImage, load_layout
+from cloud.errors import ImageDecodeError
 from cloud.evaluation.metrics import (
     DEFAULT_PIXELS_PER_IMAGE,
     EvaluationReport,
@@ -33,10 +34,9 @@ from cloud.evaluation.metrics import (
     operating_point,
     per_defect_metrics,
 )
-from edge.bundle import ModelBundle, load_bundle
-from edge.engine import EngineOptions, InferenceEngine
-from edge.errors import ImageDecodeError
-from edge.imaging import ImageArray, read_image
+from edge.runtime.bundle import ModelBundle, load_bundle
+from edge.runtime.engine import EngineOptions, InferenceEngine
+from edge.runtime.imaging import ImageArray, read_image
 
 __all__ = [
     "EvaluationOutcome",

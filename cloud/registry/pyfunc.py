@@ -22,8 +22,8 @@ import numpy as np
 import numpy.typing as npt
 
 from cloud.errors import RegistryError
-from edge.bundle import MANIFEST_FILE, ModelBundle, load_bundle
-from edge.engine import InferenceEngine
+from edge.runtime.bundle import MANIFEST_FILE, ModelBundle, load_bundle
+from edge.runtime.engine import InferenceEngine
 
 with warnings.catch_warnings():
     # Importing mlflow.pyfunc warns about MLflow's own ``Any`` type hints (mlflow.types.responses);

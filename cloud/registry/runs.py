@@ -12,7 +12,7 @@ import mlflow
 from cloud.registry.client import experiment_id, mlflow_client
 from cloud.registry.pyfunc import log_bundle_model
 from cloud.registry.settings import RegistrySettings
-from edge.bundle import load_bundle
+from edge.runtime.bundle import load_bundle
 
 __all__ = ["log_training_run"]
 

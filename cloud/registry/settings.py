@@ -13,8 +13,8 @@ from urllib.parse import urlparse
 from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cloud.errors import ConfigError
 from cloud.signing import DEFAULT_SIGNING_KEY
-from edge.errors import ConfigError
 
 __all__ = [
     "RegistrySettings",

@@ -25,7 +25,7 @@ from cloud.registry.client import ALREADY_EXISTS, NOT_FOUND, experiment_id, mlfl
 from cloud.registry.pyfunc import assemble_bundle, log_bundle_model
 from cloud.registry.settings import RegistrySettings, registry_uri, signing_key_path, tracking_uri
 from cloud.signing import load_private_key, sign_manifest
-from edge.bundle import ModelBundle, load_bundle, write_manifest
+from edge.runtime.bundle import ModelBundle, load_bundle, write_manifest
 
 __all__ = [
     "RegisteredVersion",

@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edge.errors import ConfigError
 from edge.frames import NodeIdentity
+from edge.runtime.errors import ConfigError
 
 __all__ = ["MqttConfig", "topic_for"]
 

@@ -16,11 +16,11 @@ import numpy as np
 import numpy.typing as npt
 from linewatch.v1 import common_pb2, messages_pb2
 
-from edge.errors import OutboxError
 from edge.frames import InspectedFrame, NodeIdentity
 from edge.mqtt.config import topic_for
 from edge.mqtt.outbox import OutboxMessage, ShedRank
-from edge.policy import Verdict
+from edge.runtime.errors import OutboxError
+from edge.runtime.policy import Verdict
 from edge.visualize import anomaly_map_to_u8, overlay_jpeg
 
 __all__ = [

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
-from edge.errors import OutboxError
+from edge.runtime.errors import OutboxError
 
 __all__ = ["OUTBOX_FILE", "Outbox", "OutboxCounters", "OutboxMessage", "ShedRank"]
 

@@ -15,7 +15,7 @@ from edge.mqtt.config import MqttConfig
 from edge.mqtt.messages import frame_messages
 from edge.mqtt.outbox import Outbox, OutboxCounters
 from edge.mqtt.publisher import OutboxPublisher, StatusSource
-from edge.policy import Verdict
+from edge.runtime.policy import Verdict
 
 __all__ = ["MqttSink", "build_mqtt_sink"]
 

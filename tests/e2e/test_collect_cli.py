@@ -14,7 +14,7 @@ from sqlalchemy import select
 from cloud.db.migrate import head_revision
 from cloud.db.models import Node
 from cloud.db.session import make_engine, make_session_factory
-from edge.policy import Verdict
+from edge.runtime.policy import Verdict
 from tests.plugins.mqtt import Broker, FrameFactory, SinkFactory, wait_for
 
 pytestmark = pytest.mark.e2e

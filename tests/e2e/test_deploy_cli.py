@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cloud.deploy.pusher import NodeClient
-from edge.bundle import ModelBundle
+from edge.runtime.bundle import ModelBundle
 from tests.plugins.deploy import start_node_process
 from tests.plugins.mqtt import wait_for
 

@@ -16,7 +16,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from linewatch.v1 import common_pb2, inspection_pb2, inspection_pb2_grpc
 
-from edge.bundle import ModelBundle
+from edge.runtime.bundle import ModelBundle
 from tests.plugins.edge import ABNORMAL_GREY, NORMAL_GREY, encode_png, grey_image, wait_until
 
 pytestmark = pytest.mark.e2e

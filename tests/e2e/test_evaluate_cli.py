@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.bundle import ModelBundle
+from edge.runtime.bundle import ModelBundle
 from tests.integration.test_evaluate import make_mvtec_folder
 
 pytestmark = pytest.mark.e2e

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from cloud.db.models import Alert, Node, Sample
 from cloud.db.session import make_engine, make_session_factory
-from edge.policy import Verdict
+from edge.runtime.policy import Verdict
 from tests.plugins.mqtt import Broker, FrameFactory, SinkFactory, wait_for
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ from sqlalchemy import func
 
 from cloud.db.migrate import upgrade
 from cloud.db.models import Alert, Sample
-from edge.policy import Verdict
+from edge.runtime.policy import Verdict
 from tests.plugins.mqtt import (
     Broker,
     CollectorFactory,

@@ -14,11 +14,11 @@ from cloud.dataset import load_layout
 from cloud.detector import export_onnx
 from cloud.golden import paint_defect
 from cloud.train import TrainSettings, fit_model
-from edge.bundle import ModelBundle
-from edge.engine import InferenceEngine
-from edge.golden import check_golden
-from edge.imaging import read_image, resize_for_model
-from edge.policy import Verdict
+from edge.runtime.bundle import ModelBundle
+from edge.runtime.engine import InferenceEngine
+from edge.runtime.golden import check_golden
+from edge.runtime.imaging import read_image, resize_for_model
+from edge.runtime.policy import Verdict
 
 pytestmark = pytest.mark.integration
 SIZE = 128
@@ -89,7 +89,7 @@ def test_separates_defects_from_good_parts(
 def test_any_size_grey_or_colour(trained_bundle: ModelBundle, shape: tuple[int, ...]) -> None:
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, shape, dtype=np.uint8)
-    from edge.imaging import to_bgr
+    from edge.runtime.imaging import to_bgr
 
     result = InferenceEngine(trained_bundle).infer_images([to_bgr(image)])
     assert result.anomaly_maps.shape == (1, SIZE, SIZE)

@@ -10,8 +10,8 @@ import pytest
 
 from cloud.db import make_engine, make_session_factory, upgrade
 from cloud.db.queries import list_alerts, list_nodes, list_samples
-from edge.bundle import ModelBundle
 from edge.node import EdgeNode
+from edge.runtime.bundle import ModelBundle
 from edge.settings import EdgeSettings
 from tests.plugins.mqtt import Broker, CollectorFactory, wait_for
 

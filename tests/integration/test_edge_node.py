@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from linewatch.v1 import common_pb2, inspection_pb2, inspection_pb2_grpc
 
-from edge.bundle import ModelBundle
 from edge.camera import CameraReader
-from edge.engine import EngineOptions
 from edge.inspector import Inspector
 from edge.model_slot import ModelSlot, activate_bundle
 from edge.node import CameraLoop, EdgeNode
-from edge.policy import Verdict
 from edge.recorder import LocalRecord
+from edge.runtime.bundle import ModelBundle
+from edge.runtime.engine import EngineOptions
+from edge.runtime.policy import Verdict
 from edge.settings import EdgeSettings
 from tests.plugins.edge import (
     ABNORMAL_GREY,

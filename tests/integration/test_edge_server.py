@@ -13,10 +13,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from linewatch.v1 import common_pb2, inspection_pb2, inspection_pb2_grpc
 
-from edge.bundle import ModelBundle
 from edge.inspector import Inspector
 from edge.model_slot import ModelSlot, activate_bundle
 from edge.node import EdgeNode, engine_options
+from edge.runtime.bundle import ModelBundle
 from edge.server import SERVICE_NAME, build_server
 from edge.settings import EdgeSettings
 from tests.plugins.edge import (

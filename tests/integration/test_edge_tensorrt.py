@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.bundle import ModelBundle
-from edge.engine import EngineOptions, InferenceEngine, available_providers
+from edge.runtime.bundle import ModelBundle
+from edge.runtime.engine import EngineOptions, InferenceEngine, available_providers
 
 _TRT = "TensorrtExecutionProvider"
 _REASON = "no CUDA GPU / TensorrtExecutionProvider not in this onnxruntime build"

@@ -21,8 +21,8 @@ import pytest
 from cloud.errors import DatasetError
 from cloud.evaluation import evaluate_bundle, write_report
 from cloud.evaluation.report_pictures import write_report_pictures
-from edge.bundle import ModelBundle
-from edge.errors import BundleCorrupt
+from edge.runtime.bundle import ModelBundle
+from edge.runtime.errors import BundleCorrupt
 
 pytestmark = pytest.mark.integration
 

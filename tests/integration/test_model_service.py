@@ -17,8 +17,8 @@ from linewatch.v1 import model_service_pb2_grpc as ms_grpc
 
 from cloud.deploy.pusher import NodeClient, NodeRefused, PackedBundle, pack_bundle
 from cloud.signing import KeyPair
-from edge.bundle import ModelBundle
 from edge.node import EdgeNode
+from edge.runtime.bundle import ModelBundle
 from tests.plugins.deploy import start_node_process
 from tests.plugins.edge import ABNORMAL_GREY, encode_png, grey_image, wait_until
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from edge.frames import NodeIdentity
 from edge.mqtt.config import MqttConfig
 from edge.mqtt.sink import build_mqtt_sink
-from edge.policy import Verdict
+from edge.runtime.policy import Verdict
 from tests.plugins.mqtt import build_frame
 
 mode, url, outbox_dir, count = sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])

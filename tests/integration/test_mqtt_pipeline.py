@@ -16,7 +16,7 @@ from cloud.collector.collector import Collector
 from cloud.db.migrate import upgrade
 from cloud.db.models import Alert, Node, Sample
 from cloud.db.session import make_engine, make_session_factory
-from edge.policy import Verdict
+from edge.runtime.policy import Verdict
 from tests.plugins.mqtt import (
     Broker,
     CollectorFactory,

@@ -18,7 +18,7 @@ from cryptography.x509.oid import NameOID
 
 from cloud.db.migrate import upgrade
 from cloud.db.models import Alert
-from edge.policy import Verdict
+from edge.runtime.policy import Verdict
 from tests.plugins.mqtt import (
     MOSQUITTO,
     Broker,

@@ -25,8 +25,8 @@ from cloud.registry import (
     registry_uri,
     tracking_uri,
 )
-from edge.bundle import MANIFEST_FILE, Manifest, ModelBundle, load_bundle, write_manifest
-from edge.errors import BundleCorrupt
+from edge.runtime.bundle import MANIFEST_FILE, Manifest, ModelBundle, load_bundle, write_manifest
+from edge.runtime.errors import BundleCorrupt
 
 pytestmark = [
     pytest.mark.integration,

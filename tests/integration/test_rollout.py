@@ -24,8 +24,8 @@ from cloud.deploy import (
 )
 from cloud.deploy.pusher import NodeClient, PackedBundle
 from cloud.errors import DeployError
-from edge.bundle import ModelBundle
 from edge.node import EdgeNode
+from edge.runtime.bundle import ModelBundle
 
 pytestmark = pytest.mark.integration
 

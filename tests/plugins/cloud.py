@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.bundle import ModelBundle
+from edge.runtime.bundle import ModelBundle
 
 TEST_INPUT_SIZE = 128
 

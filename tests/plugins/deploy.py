@@ -26,10 +26,10 @@ from onnx import TensorProto, helper, numpy_helper
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.signing import KeyPair, generate_key_pair, load_private_key, sign_manifest
-from edge.bundle import GoldenImage, ModelBundle, file_sha256, load_bundle, write_manifest
-from edge.engine import EngineOptions, InferenceEngine
-from edge.golden import map_digest
 from edge.node import EdgeNode
+from edge.runtime.bundle import GoldenImage, ModelBundle, file_sha256, load_bundle, write_manifest
+from edge.runtime.engine import EngineOptions, InferenceEngine
+from edge.runtime.golden import map_digest
 from edge.settings import EdgeSettings
 from tests.tiny_bundle import make_tiny_bundle
 

@@ -16,12 +16,12 @@ import grpc
 import numpy as np
 import pytest
 
-from edge.bundle import ModelBundle
 from edge.camera import CameraFrame
-from edge.errors import CameraError
 from edge.frames import InspectedFrame
 from edge.inspector import now_ms
 from edge.node import EdgeNode
+from edge.runtime.bundle import ModelBundle
+from edge.runtime.errors import CameraError
 from edge.settings import EdgeSettings
 
 __all__ = [

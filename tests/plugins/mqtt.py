@@ -31,7 +31,7 @@ from cloud.demo.processes import free_port
 from edge.frames import InspectedFrame, ModelIdentity, NodeIdentity
 from edge.mqtt.config import MqttConfig
 from edge.mqtt.sink import MqttSink, build_mqtt_sink
-from edge.policy import Verdict
+from edge.runtime.policy import Verdict
 from tests.plugins.edge import wait_until
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.bundle import MANIFEST_FILE, load_bundle
-from edge.errors import BundleCorrupt, BundleIncompatible
+from edge.runtime.bundle import MANIFEST_FILE, load_bundle
+from edge.runtime.errors import BundleCorrupt, BundleIncompatible
 from tests.tiny_bundle import make_tiny_bundle
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edge.imaging import decode_image, to_bgr
+from edge.runtime.imaging import decode_image, to_bgr
 
 
 def _png(pixels: np.ndarray) -> bytes:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from edge.bundle import ModelBundle
-from edge.engine import EngineOptions
-from edge.errors import ImageDecodeError, ImageTooLarge, NoModelLoaded
 from edge.inspector import Inspector
 from edge.model_slot import ModelSlot, activate_bundle
-from edge.policy import Verdict
+from edge.runtime.bundle import ModelBundle
+from edge.runtime.engine import EngineOptions
+from edge.runtime.errors import ImageDecodeError, ImageTooLarge, NoModelLoaded
+from edge.runtime.policy import Verdict
 from tests.plugins.edge import (
     ABNORMAL_GREY,
     NORMAL_GREY,

@@ -6,7 +6,7 @@ import numpy as np
 
 from edge.frames import InspectedFrame, ModelIdentity
 from edge.metrics import NodeMetrics
-from edge.policy import Verdict
+from edge.runtime.policy import Verdict
 
 
 def test_each_node_has_its_own_registry_and_counts_verdicts() -> None:

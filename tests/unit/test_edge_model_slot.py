@@ -7,10 +7,10 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from edge.bundle import ModelBundle
-from edge.engine import EngineOptions
-from edge.errors import NoModelLoaded
 from edge.model_slot import ActiveModel, ModelSlot, activate_bundle
+from edge.runtime.bundle import ModelBundle
+from edge.runtime.engine import EngineOptions
+from edge.runtime.errors import NoModelLoaded
 
 _OPTIONS = EngineOptions(intra_op_threads=1, warmup_runs=1)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge.engine import DEFAULT_PROVIDER_ORDER, choose_providers
+from edge.runtime.engine import DEFAULT_PROVIDER_ORDER, choose_providers
 
 TRT, CUDA, CPU = DEFAULT_PROVIDER_ORDER
 GPU_BUILD = (TRT, CUDA, CPU)

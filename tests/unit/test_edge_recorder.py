@@ -8,8 +8,8 @@ import numpy as np
 
 from edge.frames import InspectedFrame, ModelIdentity
 from edge.metrics import NodeMetrics
-from edge.policy import Verdict
 from edge.recorder import LocalRecord
+from edge.runtime.policy import Verdict
 from tests.plugins.edge import decode
 
 _MODEL = ModelIdentity(name="tiny", version="1", model_sha256="0" * 64)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.errors import ConfigError
+from edge.runtime.errors import ConfigError
 from edge.settings import EdgeSettings, load_settings
 
 

@@ -1,10 +1,10 @@
 """The folders' import rules from ARCHITECTURE.md, checked on the source.
 
-``edge`` imports only itself and ``proto``; ``cloud`` imports from ``edge`` only the
-shared bundle reader: what reads, verifies and runs a bundle exactly as a node does
-(format and policy, golden images and signatures, image preprocessing and the
-engine, and the error tree they raise). Camera, server, outbox and MQTT stay the
-node's own, free to change without touching the cloud.
+``edge`` imports only itself and ``proto``; ``cloud`` imports from ``edge`` only its
+shared runtime package, ``edge.runtime``: what reads, verifies and runs a bundle
+exactly as a node does, the MQTT link both sides speak, and the error tree they
+raise. Camera, server, outbox and publisher stay the node's own, free to change
+without touching the cloud; the runtime itself imports nothing else of the node.
 """
 
 from __future__ import annotations
@@ -15,17 +15,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-BUNDLE_READER = frozenset(
-    {
-        "edge.bundle",
-        "edge.policy",
-        "edge.golden",
-        "edge.signing",
-        "edge.imaging",
-        "edge.engine",
-        "edge.errors",
-    }
-)
+SHARED_RUNTIME = "edge.runtime"
+
+
+def _is_shared_runtime(module: str) -> bool:
+    return module == SHARED_RUNTIME or module.startswith(SHARED_RUNTIME + ".")
 
 
 def _imports(package: str) -> dict[str, set[str]]:
@@ -60,16 +54,35 @@ def test_proto_imports_nothing_of_ours() -> None:
     assert not {path: names for path, names in offenders.items() if names}
 
 
-def test_cloud_takes_only_the_bundle_reader_from_edge() -> None:
+def test_cloud_takes_only_the_shared_runtime_from_edge() -> None:
     offenders = {
-        path: sorted(n for n in names if n.split(".")[0] == "edge" and n not in BUNDLE_READER)
+        path: sorted(n for n in names if n.split(".")[0] == "edge" and not _is_shared_runtime(n))
         for path, names in _imports("cloud").items()
     }
     assert not {path: names for path, names in offenders.items() if names}
 
 
+def test_the_shared_runtime_stands_alone() -> None:
+    """What the cloud takes must not drag the node's camera, server or outbox along."""
+    offenders = {
+        path: sorted(n for n in names if n.split(".")[0] == "edge" and not _is_shared_runtime(n))
+        for path, names in _imports("edge/runtime").items()
+    }
+    assert not {path: names for path, names in offenders.items() if names}
+
+
+def test_cloud_names_one_errors_module() -> None:
+    """Cloud code raises and catches through ``cloud.errors``, which re-exports the shared ones."""
+    offenders = sorted(
+        path
+        for path, names in _imports("cloud").items()
+        if "edge.runtime.errors" in names and path != "cloud/errors.py"
+    )
+    assert not offenders
+
+
 def test_the_rule_has_teeth() -> None:
     """The walker sees imports inside functions too (cloud's CLI imports lazily)."""
     names = set().union(*_imports("cloud").values())
-    assert "edge.errors" in names
-    assert "edge.bundle" in names
+    assert "edge.runtime.errors" in names
+    assert "edge.runtime.bundle" in names

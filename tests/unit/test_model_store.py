@@ -11,10 +11,10 @@ import pytest
 
 from cloud.deploy.pusher import PackedBundle, pack_bundle
 from cloud.signing import KeyPair
-from edge.bundle import ModelBundle, file_sha256
-from edge.errors import BundleCorrupt, BundleIncompatible
 from edge.model_store import ModelStore, UnknownBundle
-from edge.signing import BundleSignatureError, load_public_key
+from edge.runtime.bundle import ModelBundle, file_sha256
+from edge.runtime.errors import BundleCorrupt, BundleIncompatible
+from edge.runtime.signing import BundleSignatureError, load_public_key
 from edge.uploads import StagingFull, UploadCorrupt, UploadRejected
 
 

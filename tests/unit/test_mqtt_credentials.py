@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from cloud.collector.settings import CollectorSettings, broker_address
-from edge.errors import ConfigError
 from edge.mqtt.config import MqttConfig
+from edge.runtime.errors import ConfigError
 from edge.settings import EdgeSettings
 
 

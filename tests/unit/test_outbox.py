@@ -11,7 +11,7 @@ from linewatch.v1 import common_pb2, messages_pb2
 from edge.frames import NodeIdentity
 from edge.mqtt.messages import frame_messages
 from edge.mqtt.outbox import Outbox, OutboxMessage, ShedRank
-from edge.policy import Verdict
+from edge.runtime.policy import Verdict
 from tests.plugins.mqtt import FrameFactory
 
 

@@ -3,7 +3,7 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from edge.policy import DecisionPolicy, Verdict
+from edge.runtime.policy import DecisionPolicy, Verdict
 
 
 @pytest.mark.parametrize(

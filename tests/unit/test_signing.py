@@ -14,9 +14,14 @@ from cloud.signing import (
     load_private_key,
     sign_manifest,
 )
-from edge.bundle import ModelBundle
-from edge.errors import ConfigError
-from edge.signing import BundleSignatureError, load_public_key, public_key_id, verify_manifest
+from edge.runtime.bundle import ModelBundle
+from edge.runtime.errors import ConfigError
+from edge.runtime.signing import (
+    BundleSignatureError,
+    load_public_key,
+    public_key_id,
+    verify_manifest,
+)
 
 
 def test_key_pair_private_key_is_owner_only(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 from cloud.dataset import load_layout
 from cloud.errors import DatasetError
 from cloud.train import TrainSettings, train_bundle
-from edge.errors import ImageDecodeError
+from edge.runtime.errors import ImageDecodeError
 
 
 def _good_images(folder: Path, count: int) -> None:

@@ -29,7 +29,7 @@ from cloud.collector.store import BlobStore
 from cloud.db.migrate import require_migrated, upgrade
 from cloud.db.queries import list_alerts, list_samples
 from cloud.db.session import make_engine, make_session_factory
-from edge.errors import ConfigError
+from cloud.errors import ConfigError
 
 _T = TypeVar("_T")
 

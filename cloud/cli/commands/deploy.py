@@ -220,8 +220,8 @@ def _watch(
     A failed rollout or an unreachable registry is reported and the watch goes on;
     SIGINT or SIGTERM ends it between checks.
     """
+    from cloud.errors import LinewatchError
     from cloud.registry import resolve_version
-    from edge.errors import LinewatchError
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -251,7 +251,7 @@ def deploy_status(
 ) -> None:
     """A deployment's state and every node's progress and outcome."""
     from cloud.deploy.record import deployment_status
-    from edge.errors import ConfigError
+    from cloud.errors import ConfigError
 
     with _sessions(db, create=False)() as session:
         view = deployment_status(session, deployment_id)

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edge.errors import ImageDecodeError, ImageTooLarge
+from edge.runtime.errors import ImageDecodeError, ImageTooLarge
 
 __all__ = ["ImageArray", "decode_image", "read_image", "resize_for_model", "to_bgr"]
 

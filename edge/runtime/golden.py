@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from edge.bundle import ModelBundle
-from edge.engine import InferenceEngine
-from edge.imaging import read_image
+from edge.runtime.bundle import ModelBundle
+from edge.runtime.engine import InferenceEngine
+from edge.runtime.imaging import read_image
 
 __all__ = ["GOLDEN_GRID", "GoldenCheck", "check_golden", "map_digest"]
 

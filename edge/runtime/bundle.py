@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edge.errors import BundleCorrupt, BundleIncompatible
-from edge.policy import DecisionPolicy
+from edge.runtime.errors import BundleCorrupt, BundleIncompatible
+from edge.runtime.policy import DecisionPolicy
 
 __all__ = [
     "BUNDLE_FORMAT_VERSION",

@@ -18,8 +18,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edge.bundle import Manifest, manifest_signing_bytes
-from edge.errors import BundleSignatureError, ConfigError
+from edge.runtime.bundle import Manifest, manifest_signing_bytes
+from edge.runtime.errors import BundleSignatureError, ConfigError
 
 __all__ = ["BundleSignatureError", "load_public_key", "public_key_id", "verify_manifest"]
 

@@ -19,9 +19,9 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from edge.bundle import ModelBundle
-from edge.errors import EngineError
-from edge.imaging import ImageArray, resize_for_model
+from edge.runtime.bundle import ModelBundle
+from edge.runtime.errors import EngineError
+from edge.runtime.imaging import ImageArray, resize_for_model
 
 __all__ = [
     "DEFAULT_PROVIDER_ORDER",

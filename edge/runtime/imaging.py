@@ -7,12 +7,16 @@ resize happens inside ``model.onnx``.
 
 from __future__ import annotations
 
+import io
+import warnings
 from pathlib import Path
 from typing import cast
 
 import cv2
 import numpy as np
 import numpy.typing as npt
+from PIL import Image as PilImage
+from PIL import UnidentifiedImageError
 
 from edge.runtime.errors import ImageDecodeError, ImageTooLarge
 
@@ -75,8 +79,8 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageA
     if not data:
         msg = "image: no bytes received; send an encoded image (PNG, JPEG, BMP, TIFF)"
         raise ImageDecodeError(msg)
+    _check_header_size(data, max_pixels)
     buffer = np.frombuffer(data, dtype=np.uint8)
-    _check_header_size(buffer, max_pixels)
     image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
         msg = f"image: {len(data)} bytes are not an image OpenCV can decode (PNG, JPEG, BMP, TIFF)"
@@ -87,14 +91,32 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageA
     return to_bgr(image)
 
 
-def _check_header_size(buffer: npt.NDArray[np.uint8], max_pixels: int) -> None:
-    """Refuse a PNG whose header claims a huge size before decoding allocates it."""
-    if buffer.size >= 24 and bytes(buffer[:8]) == b"\x89PNG\r\n\x1a\n":
-        width = int.from_bytes(bytes(buffer[16:20]), "big")
-        height = int.from_bytes(bytes(buffer[20:24]), "big")
-        if width * height > max_pixels:
-            msg = f"image: PNG header says {width}x{height}, over the limit of {max_pixels} pixels"
-            raise ImageTooLarge(msg)
+def _check_header_size(data: bytes, max_pixels: int) -> None:
+    """Refuse an image whose header claims more than ``max_pixels``, before decoding.
+
+    OpenCV allocates the full frame a header claims before it reads a pixel, so a
+    few hundred bytes claiming 12000x12000 would cost a gigabyte. Pillow reads
+    only the header here (every format it knows: PNG, JPEG, BMP, TIFF, WebP, PNM,
+    GIF…); bytes it cannot size are refused rather than handed to a decoder blind.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PilImage.DecompressionBombWarning)
+            with PilImage.open(io.BytesIO(data)) as header:
+                width, height = header.size
+                kind = header.format or "image"
+    except PilImage.DecompressionBombError as exc:
+        msg = f"image: the header claims over {max_pixels} pixels ({exc}); send a smaller image"
+        raise ImageTooLarge(msg) from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        msg = (
+            f"image: {len(data)} bytes are not an image in a format we can size before "
+            "decoding; send PNG, JPEG, BMP, TIFF or WebP"
+        )
+        raise ImageDecodeError(msg) from exc
+    if width * height > max_pixels:
+        msg = f"image: {kind} header says {width}x{height}, over the limit of {max_pixels} pixels"
+        raise ImageTooLarge(msg)
 
 
 def read_image(path: Path) -> ImageArray:

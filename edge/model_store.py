@@ -33,7 +33,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from edge.runtime.bundle import ModelBundle, load_bundle
 from edge.runtime.errors import BundleCorrupt, BundleIncompatible, UnknownBundle
 from edge.runtime.signing import verify_manifest
-from edge.uploads import StagingFull, UploadArea, UploadCorrupt, UploadRejected, check_safe_name
+from edge.uploads import (
+    DEFAULT_PARTIAL_TTL_S,
+    StagingFull,
+    UploadArea,
+    UploadCorrupt,
+    UploadRejected,
+    check_safe_name,
+)
 
 __all__ = [
     "ModelStore",
@@ -123,12 +130,17 @@ class ModelStore:
         trusted_key: Ed25519PublicKey | None = None,
         keep_bundles: int = 3,
         quota_bytes: int | None = None,
+        partial_ttl_s: float = DEFAULT_PARTIAL_TTL_S,
     ) -> None:
         self.root = root
         self.trusted_key = trusted_key
         self.keep_bundles = max(2, keep_bundles)  # the active one and one to roll back to
         self.uploads = UploadArea(
-            root / "uploads", root / "staging", quota_root=root, quota_bytes=quota_bytes
+            root / "uploads",
+            root / "staging",
+            quota_root=root,
+            quota_bytes=quota_bytes,
+            partial_ttl_s=partial_ttl_s,
         )
         self._bundles = root / "bundles"
         self._bundles.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,12 @@ is harmless. Nothing here trusts the bytes: ``unpack`` checks the whole tar
 against the sha256 the sender announced, then unpacks it with tarfile's
 ``data`` filter. A full disk (or the model directory's quota) ends an upload
 cleanly: its files are removed and the caller hears ``StagingFull``.
+
+Room is reserved when an upload begins: its announced size (twice: the tar and
+its unpacked copy) counts against the quota at once, so ten uploads announced at
+once cannot together outgrow it. An upload that has not moved for
+``partial_ttl_s`` is dropped, with its reservation. Bundles travel as plain,
+uncompressed tars: a compressed one could unpack to far more than was announced.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import logging
 import re
 import shutil
 import tarfile
+import time
 from pathlib import Path
 
 from edge.runtime.bundle import MANIFEST_FILE, file_sha256
@@ -35,6 +42,7 @@ logger = logging.getLogger(__name__)
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+DEFAULT_PARTIAL_TTL_S = 3600.0
 
 
 def check_safe_name(value: str, what: str) -> None:
@@ -51,11 +59,20 @@ def check_safe_name(value: str, what: str) -> None:
 class UploadArea:
     """Partial uploads under ``folder``; the caller serialises calls per upload."""
 
-    def __init__(self, folder: Path, staging: Path, *, quota_root: Path, quota_bytes: int | None):
+    def __init__(
+        self,
+        folder: Path,
+        staging: Path,
+        *,
+        quota_root: Path,
+        quota_bytes: int | None,
+        partial_ttl_s: float = DEFAULT_PARTIAL_TTL_S,
+    ) -> None:
         self.folder = folder
         self.staging = staging
         self.quota_root = quota_root
         self.quota_bytes = quota_bytes
+        self.partial_ttl_s = partial_ttl_s
         for path in (folder, staging):
             path.mkdir(parents=True, exist_ok=True)
 
@@ -119,6 +136,7 @@ class UploadArea:
         if not _SHA256.match(sha256) or total_size <= 0:
             msg = f"upload {upload_id}: total_size {total_size} and sha256 {sha256!r} are required"
             raise UploadRejected(msg)
+        self.expire_stale()
         self._check_room(upload_id, total_size)
         try:
             meta_path.write_text(json.dumps(promise))
@@ -126,12 +144,40 @@ class UploadArea:
         except OSError as exc:
             self._fail(upload_id, exc)
 
+    def _reserved_unwritten(self) -> int:
+        """Bytes promised to uploads in progress but not on disk yet."""
+        pending = 0
+        for meta_path in self.folder.glob("*.json"):
+            upload_id = meta_path.stem
+            try:
+                total = int(json.loads(meta_path.read_text())["total_size"])
+            except (OSError, ValueError, KeyError):
+                continue
+            pending += max(0, 2 * total - self.received_bytes(upload_id))
+        return pending
+
+    def expire_stale(self) -> list[str]:
+        """Drop uploads that have not moved for ``partial_ttl_s``; return their ids."""
+        cutoff = time.time() - self.partial_ttl_s
+        dropped: list[str] = []
+        for meta_path in self.folder.glob("*.json"):
+            upload_id = meta_path.stem
+            part = self._part(upload_id)
+            touched = max((p.stat().st_mtime for p in (meta_path, part) if p.exists()), default=0.0)
+            if touched < cutoff:
+                self.discard(upload_id)
+                dropped.append(upload_id)
+        if dropped:
+            logger.warning("stale partial uploads dropped ids=%s", ",".join(dropped))
+        return dropped
+
     def _check_room(self, upload_id: str, total_size: int) -> None:
         needed = 2 * total_size  # the tar and its unpacked copy
-        room = shutil.disk_usage(self.quota_root).free
+        reserved = self._reserved_unwritten()
+        room = shutil.disk_usage(self.quota_root).free - reserved
         if self.quota_bytes is not None:
             used = sum(p.stat().st_size for p in self.quota_root.rglob("*") if p.is_file())
-            room = min(room, self.quota_bytes - used)
+            room = min(room, self.quota_bytes - used - reserved)
         if needed > room:
             msg = (
                 f"upload {upload_id}: staging needs {needed} bytes, the model dir "
@@ -184,7 +230,10 @@ class UploadArea:
         shutil.rmtree(target, ignore_errors=True)
         try:
             target.mkdir(parents=True)
-            with tarfile.open(part) as tar:
+            # "r:" reads plain tars only: a compressed one could unpack to far more
+            # than the bytes announced and reserved.
+            with tarfile.open(part, "r:") as tar:
+                _check_unpacked_size(tar, part.stat().st_size, upload_id)
                 tar.extractall(target, filter="data")  # no links out, no devices, no abs paths
         except tarfile.TarError as exc:
             msg = f"upload {upload_id}: not a safe, readable tar ({exc}); push the bundle again"
@@ -196,6 +245,17 @@ class UploadArea:
             msg = f"upload {upload_id}: cannot unpack the tar ({exc}); push it again"
             raise BundleCorrupt(msg) from exc
         return _bundle_root(target, upload_id)
+
+
+def _check_unpacked_size(tar: tarfile.TarFile, tar_bytes: int, upload_id: str) -> None:
+    """Refuse a tar whose members claim more bytes than the tar itself holds (sparse files)."""
+    claimed = sum(member.size for member in tar.getmembers() if member.isfile())
+    if claimed > tar_bytes:
+        msg = (
+            f"upload {upload_id}: members claim {claimed} bytes unpacked, more than the "
+            f"{tar_bytes}-byte tar holds; push a plain tar made by `linewatch deploy`"
+        )
+        raise BundleCorrupt(msg)
 
 
 def _bundle_root(staging: Path, upload_id: str) -> Path:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import tarfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -190,3 +192,49 @@ def test_only_the_last_bundles_are_kept(
     assert not (store.root / "bundles" / "tiny@1").exists()
     with pytest.raises(UnknownBundle, match="push it first"):
         store.open_bundle("tiny", "1")
+
+
+def test_announced_sizes_are_reserved_against_the_quota(tmp_path: Path) -> None:
+    """Ten uploads announced at once cannot together outgrow a 5 MB quota."""
+    store = ModelStore(tmp_path / "small", quota_bytes=5 << 20)
+    accepted = 0
+    for index in range(10):
+        try:
+            store.write_chunk(f"up-{index}", 0, b"x" * 100, total_size=1 << 20, sha256="a" * 64)
+        except StagingFull:
+            continue
+        accepted += 1
+    assert accepted == 2  # each reserves 2 MiB (the tar and its unpacked copy)
+    held = sum(p.stat().st_size for p in (tmp_path / "small").rglob("*") if p.is_file())
+    assert held < 5 << 20
+
+
+def test_a_stalled_partial_upload_expires_with_its_reservation(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "small", quota_bytes=5 << 20, partial_ttl_s=60.0)
+    store.write_chunk("stalled", 0, b"x" * 100, total_size=2 << 20, sha256="a" * 64)
+    uploads = tmp_path / "small" / "uploads"
+    long_ago = time.time() - 3600
+    for path in uploads.iterdir():
+        os.utime(path, (long_ago, long_ago))
+
+    store.write_chunk("fresh", 0, b"y" * 100, total_size=2 << 20, sha256="b" * 64)
+    assert store.received_bytes("stalled") == 0
+    assert store.received_bytes("fresh") == 100
+
+
+def test_a_compressed_tar_bomb_is_refused_before_unpacking(
+    store: ModelStore, tmp_path: Path
+) -> None:
+    archive = tmp_path / "bomb.tar.bz2"
+    with tarfile.open(archive, "w:bz2") as tar:
+        info = tarfile.TarInfo("manifest.json")
+        info.size = 50 << 20
+        tar.addfile(info, io.BytesIO(b"\0" * info.size))
+    assert archive.stat().st_size < 2000
+    size, digest = archive.stat().st_size, file_sha256(archive)
+    store.write_chunk("bomb", 0, archive.read_bytes(), total_size=size, sha256=digest)
+
+    with pytest.raises(BundleCorrupt, match="not a safe, readable tar"):
+        store.complete("bomb")
+    staged = sum(p.stat().st_size for p in (store.root / "staging").rglob("*") if p.is_file())
+    assert staged == 0

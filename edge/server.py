@@ -27,6 +27,7 @@ from linewatch.v1 import (
     model_service_pb2_grpc,
 )
 
+from edge.admission import AdmissionLimits, CallGate, limits_for
 from edge.frames import VerdictSink
 from edge.inspector import Inspection, Inspector
 from edge.metrics import NodeMetrics
@@ -98,8 +99,18 @@ def _model_status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
 class ErrorMappingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     """Maps exceptions out of InspectionService methods to status codes."""
 
-    def __init__(self, metrics: NodeMetrics | None = None) -> None:
+    def __init__(
+        self, metrics: NodeMetrics | None = None, limits: AdmissionLimits | None = None
+    ) -> None:
         self.metrics = metrics
+        limits = limits or limits_for(8)
+        self._gates = {
+            f"/{SERVICE_NAME}/": CallGate("inspection", limits.inspection_calls),
+            f"/{MODEL_SERVICE_NAME}/": CallGate("model service", limits.model_calls),
+        }
+
+    def _gate(self, method: str) -> CallGate:
+        return next(gate for prefix, gate in self._gates.items() if method.startswith(prefix))
 
     def intercept_service(
         self, continuation: Callable[[Any], Any], handler_call_details: Any
@@ -135,22 +146,38 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             self.metrics.requests_failed.labels(code=code.name).inc()
         context.abort(code, message)
 
+    def _admit(self, gate: CallGate, context: grpc.ServicerContext) -> None:
+        if not gate.try_enter():
+            if self.metrics:
+                self.metrics.requests_failed.labels(code="RESOURCE_EXHAUSTED").inc()
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, gate.refusal())
+
     def _wrap_unary(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+        gate = self._gate(method)
+
         def unary(request: Any, context: grpc.ServicerContext) -> Any:
+            self._admit(gate, context)
             try:
                 return behavior(request, context)
             except Exception as exc:  # mapped to a status; INTERNAL ones are logged
                 self._abort(context, exc, method)
                 raise  # unreachable: abort raises
+            finally:
+                gate.leave()
 
         return unary
 
     def _wrap_stream(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+        gate = self._gate(method)
+
         def stream(request_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            self._admit(gate, context)
             try:
                 yield from behavior(request_iterator, context)
             except Exception as exc:  # mapped to a status; INTERNAL ones are logged
                 self._abort(context, exc, method)
+            finally:
+                gate.leave()
 
         return stream
 
@@ -358,7 +385,7 @@ def build_server(
     ]
     server = grpc.server(
         ThreadPoolExecutor(settings.grpc_workers, thread_name_prefix="grpc"),
-        interceptors=[ErrorMappingInterceptor(metrics)],
+        interceptors=[ErrorMappingInterceptor(metrics, limits_for(settings.grpc_workers))],
         options=limits,
     )
     servicer = InspectionServicer(

@@ -45,7 +45,9 @@ class EdgeSettings(BaseSettings):
 
     # gRPC.
     grpc: str = Field(default="127.0.0.1:50051", description="host:port to listen on")
-    grpc_workers: int = Field(default=8, ge=1, description="threads serving RPCs")
+    grpc_workers: int = Field(
+        default=16, ge=3, description="threads serving RPCs (one always kept for health)"
+    )
     inference_workers: int = Field(default=2, ge=1, description="threads running inspections")
     stream_window: int = Field(default=4, ge=1, description="in-flight frames per stream")
     max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)

@@ -280,3 +280,36 @@ def test_model_swap_under_load_fails_no_request(
     assert set(seen) == {"1", "2", "3"} or set(seen) == {"2", "3"}
     final = stub.Inspect(_request(NORMAL_GREY), timeout=_TIMEOUT_S)
     assert final.model.version == bundles[(swaps - 1) % 2].manifest.version
+
+
+def test_idle_streams_cannot_starve_the_health_check(
+    edge_settings: EdgeSettings, tiny_bundle: ModelBundle
+) -> None:
+    """Eight idle InspectStream calls once took every thread and the liveness probe timed out."""
+    node = EdgeNode(edge_settings.model_copy(update={"grpc_workers": 8}))
+    node.start()
+    node.load(tiny_bundle)
+    release = threading.Event()
+    channel = grpc.insecure_channel(f"127.0.0.1:{node.port}")
+
+    def idle() -> Iterator[inspection_pb2.InspectRequest]:
+        release.wait(30.0)
+        yield from ()
+
+    calls = [_stub(channel).InspectStream(idle(), timeout=30.0) for _ in range(8)]
+    try:
+        refused = []
+        for call in calls[5:]:  # 8 workers: 5 for inspections, 2 for pushes, 1 for health
+            with pytest.raises(grpc.RpcError) as info:
+                next(call)
+            refused.append(info.value.code())
+        assert refused == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 3
+        health = health_pb2_grpc.HealthStub(channel)
+        answer = health.Check(health_pb2.HealthCheckRequest(), timeout=2.0)
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        release.set()
+        for call in calls:
+            call.cancel()
+        channel.close()
+        node.stop(grace_s=1.0)

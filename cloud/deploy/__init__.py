@@ -9,7 +9,14 @@ from cloud.deploy.pusher import (
     pack_bundle,
 )
 from cloud.deploy.record import DeploymentRecorder, DeploymentView, deployment_status
-from cloud.deploy.rollout import RolloutReport, RolloutState, TargetOutcome, TargetState, roll_out
+from cloud.deploy.rollout import (
+    OutcomeCallback,
+    RolloutReport,
+    RolloutState,
+    TargetOutcome,
+    TargetState,
+    roll_out,
+)
 from cloud.deploy.targets import Target, resolve_targets
 
 __all__ = [
@@ -19,6 +26,7 @@ __all__ = [
     "NodeClient",
     "NodeRefused",
     "NodeUnreachable",
+    "OutcomeCallback",
     "PackedBundle",
     "RolloutReport",
     "RolloutState",

@@ -21,7 +21,14 @@ from cloud.deploy.record import DeploymentRecorder
 from cloud.deploy.targets import Target
 from cloud.errors import DeployError
 
-__all__ = ["RolloutReport", "RolloutState", "TargetOutcome", "TargetState", "roll_out"]
+__all__ = [
+    "OutcomeCallback",
+    "RolloutReport",
+    "RolloutState",
+    "TargetOutcome",
+    "TargetState",
+    "roll_out",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +80,7 @@ class RolloutReport:
         return [item for item in self.outcomes if item.state is not TargetState.SUCCEEDED]
 
 
-ProgressCallback = Callable[[TargetOutcome], None]
+OutcomeCallback = Callable[[TargetOutcome], None]  # each node as it finishes
 
 
 def _deploy_one(
@@ -119,7 +126,7 @@ def _wave(
     concurrency: int,
     options: ClientOptions,
     recorder: DeploymentRecorder | None,
-    on_outcome: ProgressCallback | None,
+    on_outcome: OutcomeCallback | None,
 ) -> list[TargetOutcome]:
     outcomes: list[TargetOutcome] = []
     with ThreadPoolExecutor(max(1, min(concurrency, len(targets))), "rollout") as pool:
@@ -149,7 +156,7 @@ def roll_out(
     concurrency: int = 4,
     options: ClientOptions | None = None,
     recorder: DeploymentRecorder | None = None,
-    on_outcome: ProgressCallback | None = None,
+    on_outcome: OutcomeCallback | None = None,
     run_id: str = "",
 ) -> RolloutReport:
     """Push and activate ``packed`` on every target; report (and record) each node.

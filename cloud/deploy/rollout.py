@@ -79,6 +79,21 @@ class RolloutReport:
         """The nodes that did not end up on the new model (failed or skipped)."""
         return [item for item in self.outcomes if item.state is not TargetState.SUCCEEDED]
 
+    def raise_for_failures(self) -> None:
+        """Raise when any node did not end up on the new model, naming them all.
+
+        Raises:
+            DeployError: one or more nodes failed or were skipped.
+        """
+        if not self.failed:
+            return
+        names = ", ".join(item.target.name for item in self.failed)
+        msg = (
+            f"deploy of {self.model}: {len(self.failed)} of {len(self.outcomes)} nodes not "
+            f"updated ({names}); they keep their old model"
+        )
+        raise DeployError(msg)
+
 
 OutcomeCallback = Callable[[TargetOutcome], None]  # each node as it finishes
 

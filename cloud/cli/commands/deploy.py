@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import json
 import signal
-import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -23,9 +22,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from cloud.cli.app import app
 
 if TYPE_CHECKING:  # the CLI imports its heavy modules only inside commands
+    from cloud.deploy import (
+        PackedBundle,
+        RollbackResult,
+        RolloutReport,
+        Target,
+        TargetOutcome,
+        VersionDeployer,
+    )
     from cloud.deploy.settings import DeploySettings
-    from cloud.deploy.targets import Target
-    from cloud.registry import RegistrySettings
 
 keys_app = typer.Typer(help="The cloud's signing key pair.", no_args_is_help=True)
 nodes_app = typer.Typer(help="Edge nodes as the database knows them.", no_args_is_help=True)
@@ -121,6 +126,33 @@ def deploy(
     """Roll a registered version out: canaries first, then the rest, recorded per node."""
     if ctx.invoked_subcommand is not None:
         return
+    name = _check_choice(name, alias=alias, version=version, watch=watch)
+    from cloud.deploy import resolve_targets
+    from cloud.deploy.settings import load_deploy_settings
+    from cloud.deploy.targets import parse_node_list
+
+    settings = load_deploy_settings(db_url=db, deploy_concurrency=concurrency)
+    sessions = _sessions(settings.db_url, create=True)
+    node_list = parse_node_list(nodes)
+    deployer = _deployer(name, settings, sessions, tracking_uri=tracking_uri, canary=canary)
+    if not watch:
+        targets = resolve_targets(nodes=node_list, line=line, session_factory=sessions)
+        report = deployer.deploy(
+            targets, version=version, alias=None if version else alias or "production"
+        )
+        _show_report(report)
+        report.raise_for_failures()
+        return
+    _watch(
+        deployer,
+        alias or "production",
+        interval,
+        lambda: resolve_targets(nodes=node_list, line=line, session_factory=sessions),
+    )
+
+
+def _check_choice(name: str | None, *, alias: str | None, version: int | None, watch: bool) -> str:
+    """The model name, once the flags that choose a version agree (usage errors otherwise)."""
     if name is None:
         msg = "give the model: --name line3"
         raise typer.BadParameter(msg, param_hint="--name")
@@ -130,114 +162,70 @@ def deploy(
     if watch and version is not None:
         msg = "--watch follows an alias; drop --version (or give --alias)"
         raise typer.BadParameter(msg, param_hint="--watch")
+    return name
+
+
+def _deployer(
+    name: str,
+    settings: DeploySettings,
+    sessions: sessionmaker[Session],
+    *,
+    tracking_uri: str | None,
+    canary: int,
+) -> VersionDeployer:
+    """The deploy service for ``name``, printing the bundle and each node as they go."""
     from cloud.cli.commands.registry import quiet_mlflow
-    from cloud.deploy import resolve_targets
-    from cloud.deploy.settings import load_deploy_settings
-    from cloud.deploy.targets import parse_node_list
+    from cloud.deploy import VersionDeployer
     from cloud.registry import load_registry_settings
 
-    settings = load_deploy_settings(db_url=db, deploy_concurrency=concurrency)
-    sessions = _sessions(settings.db_url, create=True)
-    node_list = parse_node_list(nodes)
     registry = load_registry_settings(tracking_uri=tracking_uri)
     quiet_mlflow()
-    rollout = _Rollout(name, settings, sessions, registry, canary)
-    if not watch:
-        targets = resolve_targets(nodes=node_list, line=line, session_factory=sessions)
-        rollout.run(targets, version=version, alias=None if version else alias or "production")
-        return
-    _watch(
-        rollout,
-        alias or "production",
-        interval,
-        lambda: resolve_targets(nodes=node_list, line=line, session_factory=sessions),
+    return VersionDeployer(
+        name,
+        registry=registry,
+        session_factory=sessions,
+        options=settings.client_options(),
+        canary=canary,
+        concurrency=settings.deploy_concurrency,
+        requested_by="cli",
+        on_start=_show_start,
+        on_outcome=_show_outcome,
     )
 
 
-class _Rollout:
-    """One registered model, rolled out from the registry to nodes, recorded in the database."""
+def _show_start(packed: PackedBundle, targets: Sequence[Target]) -> None:
+    typer.echo(f"deploying {packed.label} ({packed.size / 1e6:.2f} MB) to {len(targets)} nodes")
 
-    def __init__(
-        self,
-        name: str,
-        settings: DeploySettings,
-        sessions: sessionmaker[Session],
-        registry: RegistrySettings,
-        canary: int,
-    ) -> None:
-        self.name, self.settings, self.sessions = name, settings, sessions
-        self.registry, self.canary = registry, canary
 
-    def run(self, targets: list[Target], *, version: int | None, alias: str | None) -> None:
-        """Download, pack and roll out one version; DeployError names the nodes that failed."""
-        from cloud.deploy import TargetOutcome, pack_bundle, roll_out
-        from cloud.deploy.record import DeploymentRecorder
-        from cloud.errors import DeployError
-        from cloud.registry import download_version
+def _show_outcome(outcome: TargetOutcome) -> None:
+    sent = f"{outcome.bytes_sent / 1e6:.2f} MB"
+    typer.echo(f"  {outcome.target.name:<22} {outcome.state:<10} {sent:>9}  {outcome.detail}")
 
-        def show(outcome: TargetOutcome) -> None:
-            sent = f"{outcome.bytes_sent / 1e6:.2f} MB"
-            typer.echo(
-                f"  {outcome.target.name:<22} {outcome.state:<10} {sent:>9}  {outcome.detail}"
-            )
 
-        with tempfile.TemporaryDirectory(prefix="linewatch-deploy-") as workdir:
-            bundle_dir = download_version(
-                self.name,
-                dest=Path(workdir) / "bundle",
-                settings=self.registry,
-                version=version,
-                alias=alias,
-            )
-            packed = pack_bundle(bundle_dir, Path(workdir) / "bundle.tar")
-            typer.echo(
-                f"deploying {packed.label} ({packed.size / 1e6:.2f} MB) to {len(targets)} nodes"
-            )
-            report = roll_out(
-                packed,
-                targets,
-                canary=self.canary,
-                concurrency=self.settings.deploy_concurrency,
-                options=self.settings.client_options(),
-                recorder=DeploymentRecorder(self.sessions, requested_by="cli"),
-                on_outcome=show,
-            )
-        typer.echo(f"deployment {report.deployment_id}: {report.state} in {report.seconds:.1f}s")
-        if report.failed:
-            names = ", ".join(item.target.name for item in report.failed)
-            msg = (
-                f"deploy of {packed.label}: {len(report.failed)} of {len(targets)} nodes not "
-                f"updated ({names}); they keep their old model"
-            )
-            raise DeployError(msg)
+def _show_report(report: RolloutReport) -> None:
+    typer.echo(f"deployment {report.deployment_id}: {report.state} in {report.seconds:.1f}s")
 
 
 def _watch(
-    rollout: _Rollout, alias: str, interval: float, targets: Callable[[], list[Target]]
+    deployer: VersionDeployer, alias: str, interval: float, targets: Callable[[], list[Target]]
 ) -> None:
-    """Roll out whatever ``alias`` names now, then again each time it moves, until stopped.
-
-    A failed rollout or an unreachable registry is reported and the watch goes on;
-    SIGINT or SIGTERM ends it between checks.
-    """
-    from cloud.errors import LinewatchError
-    from cloud.registry import resolve_version
+    """Follow ``alias`` (``watch_alias``) until SIGINT or SIGTERM, printing as it goes."""
+    from cloud.deploy import watch_alias
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    deployed: int | None = None
-    typer.echo(f"watching {rollout.name}@{alias} every {interval:g}s (Ctrl-C stops)")
-    while not stop.is_set():
-        try:
-            current = resolve_version(rollout.name, settings=rollout.registry, alias=alias)
-            if current != deployed:
-                typer.echo(f"{rollout.name}@{alias} is version {current}")
-                deployed = current  # tried once per move: a failed node keeps its model
-                rollout.run(targets(), version=current, alias=None)
-        except LinewatchError as exc:  # reported; the next check tries again
-            typer.echo(f"error: {exc}; still watching", err=True)
-        stop.wait(interval)
+    typer.echo(f"watching {deployer.name}@{alias} every {interval:g}s (Ctrl-C stops)")
+    watch_alias(
+        deployer,
+        alias,
+        targets,
+        stop,
+        interval_s=interval,
+        on_move=lambda current: typer.echo(f"{deployer.name}@{alias} is version {current}"),
+        on_rollout=_show_report,
+        on_error=lambda exc: typer.echo(f"error: {exc}; still watching", err=True),
+    )
     typer.echo("watch stopped")
 
 
@@ -277,38 +265,25 @@ def rollback(
     db: Annotated[str | None, typer.Option("--db", help=_DB_HELP)] = None,
 ) -> None:
     """Send nodes back to the bundle they ran before the current one (recorded per node)."""
-    from cloud.deploy import NodeClient, resolve_targets
-    from cloud.deploy.record import DeploymentRecorder
+    from cloud.deploy import resolve_targets, roll_back
     from cloud.deploy.settings import load_deploy_settings
     from cloud.deploy.targets import parse_node_list
-    from cloud.errors import DeployError
 
     settings = load_deploy_settings(db_url=db)
     sessions = _sessions(settings.db_url, create=True)
     targets = resolve_targets(nodes=parse_node_list(node), line=line, session_factory=sessions)
-    recorder = DeploymentRecorder(sessions, requested_by="cli")
-    record_id = recorder.start_rollback(targets)
-    failed: list[str] = []
-    for target in targets:
-        recorder.update(target, "activating")
-        try:
-            with NodeClient(target.address, settings.client_options()) as client:
-                switched = client.rollback()
-        except DeployError as exc:
-            failed.append(target.name)
-            recorder.update(target, "failed", outcome=str(exc))
-            typer.echo(f"  {target.name:<22} failed     {exc}")
-            continue
-        outcome = f"rolled back to {switched.active} (was {switched.previous})"
-        recorder.update(target, "succeeded", outcome=outcome)
-        name, _, version = switched.active.rpartition(":")
-        if name:
-            recorder.node_runs(target, name, version)
-        typer.echo(f"  {target.name:<22} {outcome}")
-    recorder.finish("failed" if failed else "succeeded")
+    report = roll_back(
+        targets,
+        session_factory=sessions,
+        options=settings.client_options(),
+        requested_by="cli",
+        on_result=_show_rollback,
+    )
+    record_id = report.deployment_id
     typer.echo(f"rollback {record_id}: see `linewatch deploy status --id {record_id}`")
-    if failed:
-        msg = (
-            f"rollback: {len(failed)} of {len(targets)} nodes not rolled back ({', '.join(failed)})"
-        )
-        raise DeployError(msg)
+    report.raise_for_failures()
+
+
+def _show_rollback(result: RollbackResult) -> None:
+    state = "failed     " if result.state == "failed" else ""
+    typer.echo(f"  {result.target.name:<22} {state}{result.detail}")

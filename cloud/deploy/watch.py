@@ -73,7 +73,9 @@ def watch_alias(
                 report.raise_for_failures()
         except LinewatchError as exc:  # reported; the next check tries again
             if on_error is None:
-                logger.warning("watch goes on after an error model=%s: %s", deployer.name, exc)
+                logger.warning(
+                    "watch goes on model=%s alias=%s error=%s", deployer.name, alias, exc
+                )
             else:
                 on_error(exc)
         stop.wait(interval_s)

@@ -2,18 +2,16 @@
 
 from cloud.collector.collector import Collector, CollectorStats
 from cloud.collector.decode import Decoded, Rejected, decode
-from cloud.collector.settings import BrokerAddress, CollectorSettings, broker_address
+from cloud.collector.settings import CollectorSettings
 from cloud.collector.store import BlobStore, StoredBlob
 
 __all__ = [
     "BlobStore",
-    "BrokerAddress",
     "Collector",
     "CollectorSettings",
     "CollectorStats",
     "Decoded",
     "Rejected",
     "StoredBlob",
-    "broker_address",
     "decode",
 ]

@@ -21,20 +21,20 @@ from datetime import datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.collector.decode import TOPIC_FILTER, Decoded, Rejected, decode
+from cloud.collector.decode import Decoded, Rejected, decode
 from cloud.collector.records import to_record
-from cloud.collector.settings import CollectorSettings, broker_address
+from cloud.collector.settings import CollectorSettings
 from cloud.collector.store import BlobStore
 from cloud.db.models import utc_now
 from cloud.db.repository import AlertRecord, MessageWriter, SampleRecord
 from cloud.errors import StoreError
+from edge.runtime.mqtt_link import build_client, shared_subscription
 
 __all__ = ["Collector", "CollectorStats"]
 
@@ -93,7 +93,7 @@ class Collector:
             ConfigError: an MQTT URL that cannot be parsed.
         """
         self._settings = settings
-        self._address = broker_address(settings.mqtt_url)
+        self._address = settings.broker
         self._sessions = session_factory
         self._store = store
         self._on_commit = on_commit
@@ -102,7 +102,7 @@ class Collector:
         self._stop = threading.Event()
         self._subscribed = threading.Event()
         self._unsubscribed = threading.Event()
-        self._topic = f"$share/{settings.share_group}/{TOPIC_FILTER}"
+        self._topic = shared_subscription(settings.share_group)
         self._generation = 0
         self._stats = CollectorStats()
         self._stats_lock = threading.Lock()
@@ -168,18 +168,14 @@ class Collector:
 
     def _make_client(self) -> mqtt.Client:
         settings = self._settings
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=settings.collector_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
+        client = build_client(
+            settings.collector_id,
+            self._address,
+            tls_ca=settings.mqtt_tls_ca,
             manual_ack=True,
+            reconnect_min_delay_s=1,
+            reconnect_max_delay_s=settings.reconnect_max_delay_s,
         )
-        username = settings.mqtt_user or self._address.username
-        if username:
-            client.username_pw_set(username, settings.mqtt_password or self._address.password)
-        if self._address.tls or settings.mqtt_tls_ca:
-            client.tls_set(ca_certs=str(settings.mqtt_tls_ca) if settings.mqtt_tls_ca else None)
-        client.reconnect_delay_set(1, settings.reconnect_max_delay_s)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect

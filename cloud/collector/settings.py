@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cloud.db.session import DEFAULT_DB_URL
-from cloud.errors import ConfigError
+from edge.runtime.mqtt_link import BrokerAddress
 
-__all__ = ["BrokerAddress", "CollectorSettings", "broker_address"]
-
-_DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+__all__ = ["CollectorSettings"]
 
 
 class CollectorSettings(BaseSettings):
@@ -36,43 +32,13 @@ class CollectorSettings(BaseSettings):
     keepalive_s: int = Field(default=30, ge=5)
     reconnect_max_delay_s: int = Field(default=5, ge=1)
 
-
-@dataclass(frozen=True)
-class BrokerAddress:
-    """Where the broker listens, and the credentials a URL may carry."""
-
-    host: str
-    port: int
-    tls: bool
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-
     @property
-    def display(self) -> str:
-        """The URL without its password, for logs and the console."""
-        user = f"{self.username}@" if self.username else ""
-        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
+    def broker(self) -> BrokerAddress:
+        """The broker from ``mqtt_url``, with ``mqtt_user``/``mqtt_password`` taking precedence.
 
-
-def broker_address(url: str) -> BrokerAddress:
-    """Parse ``mqtt://[user:password@]host:port`` or ``mqtts://…``.
-
-    Raises:
-        ConfigError: a URL that is not an MQTT URL with a host.
-    """
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = -1
-    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or port == -1:
-        shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
-        msg = f"MQTT URL {shown!r}: expected mqtt://host:port or mqtts://host:port; fix --mqtt"
-        raise ConfigError(msg)
-    return BrokerAddress(
-        parts.hostname,
-        port or _DEFAULT_PORTS[parts.scheme],
-        parts.scheme == "mqtts",
-        username=parts.username,
-        password=parts.password,
-    )
+        Raises:
+            ConfigError: an MQTT URL that cannot be parsed (shown without its password).
+        """
+        return BrokerAddress.from_url(self.mqtt_url).with_credentials(
+            self.mqtt_user, self.mqtt_password
+        )

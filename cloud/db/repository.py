@@ -19,17 +19,9 @@ from sqlalchemy.orm import Session
 
 from cloud.db.models import Alert, Node, Sample
 from cloud.errors import StoreError
+from edge.runtime.mqtt_link import NodeIdentity
 
-__all__ = ["AlertRecord", "MessageWriter", "NodeKey", "SampleRecord", "StatusRecord"]
-
-
-@dataclass(frozen=True)
-class NodeKey:
-    """Where a node stands: its MQTT topic is linewatch/<site>/<line>/<node>/…"""
-
-    site: str
-    line: str
-    node: str
+__all__ = ["AlertRecord", "MessageWriter", "SampleRecord", "StatusRecord"]
 
 
 @dataclass(frozen=True)
@@ -37,7 +29,7 @@ class AlertRecord:
     """An alert as the collector received it."""
 
     id: str
-    node: NodeKey
+    node: NodeIdentity
     frame_id: str
     captured_at: datetime
     received_at: datetime
@@ -56,7 +48,7 @@ class SampleRecord:
     """A sample as the collector received it; images already in the store."""
 
     id: str
-    node: NodeKey
+    node: NodeIdentity
     frame_id: str
     captured_at: datetime
     received_at: datetime
@@ -78,7 +70,7 @@ class SampleRecord:
 class StatusRecord:
     """A heartbeat or last will: ``at`` orders statuses of one node."""
 
-    node: NodeKey
+    node: NodeIdentity
     online: bool
     at: datetime
     grpc_address: str
@@ -93,8 +85,8 @@ class MessageWriter:
 
     def __init__(self) -> None:
         """Start with an empty node cache."""
-        self._node_ids: dict[NodeKey, int] = {}
-        self._uncommitted: set[NodeKey] = set()
+        self._node_ids: dict[NodeIdentity, int] = {}
+        self._uncommitted: set[NodeIdentity] = set()
 
     def add_alert(self, session: Session, record: AlertRecord) -> bool:
         """Insert an alert unless its id is stored; True when it was new."""
@@ -137,7 +129,7 @@ class MessageWriter:
             self._node_ids.pop(key, None)
         self._uncommitted.clear()
 
-    def _node_id(self, session: Session, key: NodeKey, seen_at: datetime | None) -> int:
+    def _node_id(self, session: Session, key: NodeIdentity, seen_at: datetime | None) -> int:
         node_id = self._node_ids.get(key)
         if node_id is None:
             values = {"site": key.site, "line": key.line, "node": key.node}

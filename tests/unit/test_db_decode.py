@@ -6,7 +6,7 @@ import pytest
 from linewatch.v1 import common_pb2, messages_pb2
 
 from cloud.collector.decode import Decoded, Rejected, decode
-from cloud.db.repository import NodeKey
+from edge.runtime.mqtt_link import NodeIdentity
 
 TOPIC = "linewatch/plant1/line2/cam3"
 
@@ -29,7 +29,7 @@ def test_a_good_sample_decodes_with_its_node() -> None:
     decoded = decode(f"{TOPIC}/sample", _sample())
     assert isinstance(decoded, Decoded)
     assert decoded.kind == "sample"
-    assert decoded.node == NodeKey("plant1", "line2", "cam3")
+    assert decoded.node == NodeIdentity("plant1", "line2", "cam3")
 
 
 @pytest.mark.parametrize(

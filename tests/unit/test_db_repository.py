@@ -11,14 +11,15 @@ from sqlalchemy.orm import Session
 
 from cloud.db.models import Alert, Node, ReviewState, Sample
 from cloud.db.queries import list_alerts, list_nodes, list_samples
-from cloud.db.repository import AlertRecord, MessageWriter, NodeKey, SampleRecord, StatusRecord
+from cloud.db.repository import AlertRecord, MessageWriter, SampleRecord, StatusRecord
 from cloud.db.session import make_engine, make_session_factory
+from edge.runtime.mqtt_link import NodeIdentity
 
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
-NODE = NodeKey("plant1", "line2", "cam3")
+NODE = NodeIdentity("plant1", "line2", "cam3")
 
 
-def _alert(alert_id: str, *, node: NodeKey = NODE, minutes: int = 0) -> AlertRecord:
+def _alert(alert_id: str, *, node: NodeIdentity = NODE, minutes: int = 0) -> AlertRecord:
     return AlertRecord(
         id=alert_id,
         node=node,
@@ -108,7 +109,7 @@ def test_an_older_status_does_not_undo_a_newer_one(session: Session) -> None:
 
 def test_list_alerts_filters_by_node_and_time_newest_first(session: Session) -> None:
     writer = MessageWriter()
-    other = NodeKey("plant1", "line2", "cam9")
+    other = NodeIdentity("plant1", "line2", "cam9")
     for index in range(3):
         writer.add_alert(session, _alert(f"a{index}", minutes=index))
     writer.add_alert(session, _alert("b0", node=other, minutes=10))

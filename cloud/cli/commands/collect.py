@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from cloud.cli.app import app
 from cloud.collector.collector import Collector, CollectorStats
-from cloud.collector.settings import CollectorSettings, broker_address
+from cloud.collector.settings import CollectorSettings
 from cloud.collector.store import BlobStore
 from cloud.db.migrate import require_migrated, upgrade
 from cloud.db.queries import list_alerts, list_samples
@@ -131,7 +131,7 @@ def collect(
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     collector.start()
-    broker = broker_address(settings.mqtt_url).display
+    broker = settings.broker.display
     typer.echo(f"collecting from {broker} into {engine.url!r}", err=True)
     try:
         while not stop.wait(_PROGRESS_EVERY_S):

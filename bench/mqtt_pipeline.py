@@ -35,10 +35,11 @@ from cloud.collector.store import BlobStore
 from cloud.db.migrate import upgrade
 from cloud.db.models import Alert, Sample
 from cloud.db.session import make_engine, make_session_factory
-from edge.frames import InspectedFrame, ModelIdentity, NodeIdentity
+from edge.frames import InspectedFrame, ModelIdentity
 from edge.mqtt.config import MqttConfig
 from edge.mqtt.messages import frame_messages
 from edge.mqtt.sink import MqttSink, build_mqtt_sink
+from edge.runtime.mqtt_link import NodeIdentity
 from edge.runtime.policy import Verdict
 from tests.plugins.mqtt import Broker  # the tests' broker: restartable on its port
 
@@ -116,7 +117,7 @@ class Rig:
             reconnect_max_delay_s=2,
             inflight_window=64,
         )
-        self.sink: MqttSink = build_mqtt_sink(config, IDENTITY, "127.0.0.1:50051", dict)
+        self.sink: MqttSink = build_mqtt_sink(config, IDENTITY, "127.0.0.1:50051")
 
     def throughput(self, messages: list[list[object]]) -> float:
         """Enqueue pre-encoded messages at once; return messages/s to the last commit."""

@@ -1,8 +1,9 @@
-"""What the node knows about one inspected frame, and the sinks that receive it.
+"""What the node knows about one inspected frame and about itself, and the sinks that receive it.
 
 The camera loop and the gRPC servicer hand every ``InspectedFrame`` to each
 ``VerdictSink`` (the local record, the MQTT outbox, …), so those parts never
-depend on where frames come from.
+depend on where frames come from. A ``Heartbeat`` is what the node says about
+itself in its status messages.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy.typing as npt
 from edge.runtime.imaging import ImageArray
 from edge.runtime.policy import Verdict
 
-__all__ = ["InspectedFrame", "ModelIdentity", "NodeIdentity", "VerdictSink"]
+__all__ = ["Heartbeat", "InspectedFrame", "ModelIdentity", "VerdictSink"]
 
 
 @dataclass(frozen=True)
@@ -29,12 +30,12 @@ class ModelIdentity:
 
 
 @dataclass(frozen=True)
-class NodeIdentity:
-    """Where a node stands: the MQTT topic is linewatch/<site>/<line>/<node>/…"""
+class Heartbeat:
+    """What a node announces in its status: how much it has done and which model it runs."""
 
-    site: str
-    line: str
-    node: str
+    frames_processed: int = 0
+    frames_dropped: int = 0
+    model: ModelIdentity | None = None  # None until a model is active
 
 
 @dataclass(frozen=True)

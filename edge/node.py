@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edge.camera import Backoff, CameraReader, FrameSource, open_source
-from edge.frames import InspectedFrame, NodeIdentity, VerdictSink
+from edge.frames import Heartbeat, InspectedFrame, VerdictSink
 from edge.inspector import Inspector
 from edge.metrics import MetricsServer, NodeMetrics, serve_metrics
 from edge.model_service import ModelManager, ModelServiceServicer
@@ -26,6 +26,7 @@ from edge.recorder import LocalRecord
 from edge.runtime.bundle import ModelBundle, load_bundle
 from edge.runtime.engine import EngineOptions
 from edge.runtime.errors import EngineError, NoModelLoaded
+from edge.runtime.mqtt_link import NodeIdentity
 from edge.runtime.policy import Verdict
 from edge.runtime.signing import load_public_key
 from edge.server import NodeServer, build_server
@@ -254,19 +255,12 @@ class EdgeNode:
             host = socket.getfqdn()
         return f"{host}:{self.port}"
 
-    def _heartbeat(self) -> dict[str, object]:
-        status: dict[str, object] = {
-            "frames_processed": int(self.metrics.total("linewatch_frames_processed")),
-            "frames_dropped": int(self.metrics.total("linewatch_frames_dropped")),
-        }
-        if self.slot.loaded:
-            model = self.slot.current().identity
-            status |= {
-                "model_name": model.name,
-                "model_version": model.version,
-                "model_sha256": model.model_sha256,
-            }
-        return status
+    def _heartbeat(self) -> Heartbeat:
+        return Heartbeat(
+            frames_processed=int(self.metrics.total("linewatch_frames_processed")),
+            frames_dropped=int(self.metrics.total("linewatch_frames_dropped")),
+            model=self.slot.current().identity if self.slot.loaded else None,
+        )
 
     def _mqtt_sink(self) -> VerdictSink:
         from edge.mqtt import MqttConfig, build_mqtt_sink

@@ -41,8 +41,8 @@ from edge.runtime.errors import (
     ImageTooLarge,
     NoModelLoaded,
 )
-from edge.runtime.policy import Verdict
 from edge.runtime.signing import BundleSignatureError
+from edge.runtime.verdict_codes import verdict_to_proto
 from edge.settings import EdgeSettings
 from edge.uploads import StagingFull, UploadCorrupt, UploadRejected
 from edge.visualize import anomaly_map_png, overlay_jpeg
@@ -62,11 +62,6 @@ logger = logging.getLogger(__name__)
 SERVICE_NAME = inspection_pb2.DESCRIPTOR.services_by_name["InspectionService"].full_name
 MODEL_SERVICE_NAME = model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name
 _OUR_METHODS = (f"/{SERVICE_NAME}/", f"/{MODEL_SERVICE_NAME}/")
-_VERDICTS = {
-    Verdict.NORMAL: common_pb2.VERDICT_NORMAL,
-    Verdict.UNCERTAIN: common_pb2.VERDICT_UNCERTAIN,
-    Verdict.ABNORMAL: common_pb2.VERDICT_ABNORMAL,
-}
 _INTERNAL_MESSAGE = "internal error on the node; the node log has the details"
 
 
@@ -269,7 +264,7 @@ class InspectionServicer(inspection_pb2_grpc.InspectionServiceServicer):
             self.sink.handle(frame)
         response = inspection_pb2.InspectResponse(
             frame_id=frame.frame_id,
-            verdict=_VERDICTS[frame.verdict],
+            verdict=verdict_to_proto(frame.verdict),
             image_score=frame.image_score,
             threshold=frame.threshold,
             uncertain_low=frame.uncertain_low,

@@ -1,6 +1,6 @@
 """Alerts and samples over MQTT, through a durable on-disk outbox."""
 
-from edge.mqtt.config import MqttConfig, topic_for
+from edge.mqtt.config import MqttConfig
 from edge.mqtt.messages import build_alert, build_sample, build_status, frame_messages
 from edge.mqtt.outbox import Outbox, OutboxCounters, OutboxMessage, ShedRank
 from edge.mqtt.publisher import OutboxPublisher, StatusSource
@@ -20,5 +20,4 @@ __all__ = [
     "build_sample",
     "build_status",
     "frame_messages",
-    "topic_for",
 ]

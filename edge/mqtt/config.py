@@ -7,22 +7,12 @@ so that the node's settings stay a handful of strings.
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edge.frames import NodeIdentity
-from edge.runtime.errors import ConfigError
+from edge.runtime.mqtt_link import BrokerAddress
 
-__all__ = ["MqttConfig", "topic_for"]
-
-_DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
-TOPIC_ROOT = "linewatch"
-
-
-def topic_for(identity: NodeIdentity, kind: str) -> str:
-    """Return ``linewatch/<site>/<line>/<node>/<kind>`` for one node."""
-    return f"{TOPIC_ROOT}/{identity.site}/{identity.line}/{identity.node}/{kind}"
+__all__ = ["MqttConfig"]
 
 
 class MqttConfig(BaseModel):
@@ -46,10 +36,14 @@ class MqttConfig(BaseModel):
     client_id: str | None = None
 
     @property
+    def broker(self) -> BrokerAddress:
+        """Host, port, TLS and credentials, in the form the shared client builder takes."""
+        return BrokerAddress(self.host, self.port, self.tls, self.username, self.password)
+
+    @property
     def address(self) -> str:
         """The broker URL without the password, for logs."""
-        user = f"{self.username}@" if self.username else ""
-        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
+        return self.broker.display
 
     @classmethod
     def from_url(
@@ -75,26 +69,16 @@ class MqttConfig(BaseModel):
             **pacing: other fields (``heartbeat_interval_s``, ``inflight_window``, …).
 
         Raises:
-            ConfigError: a URL that is not ``mqtt://`` or ``mqtts://`` with a host.
+            ConfigError: a URL that is not ``mqtt://`` or ``mqtts://`` with a host and a
+                valid port (the message never shows the password).
         """
-        parts = urlsplit(url)
-        if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
-            msg = (
-                f"MQTT URL {url!r}: expected mqtt://host:port or mqtts://host:port; "
-                "pass --mqtt with a broker address"
-            )
-            raise ConfigError(msg)
-        try:
-            port = parts.port or _DEFAULT_PORTS[parts.scheme]
-        except ValueError as exc:
-            msg = f"MQTT URL {url!r}: the port is not a number in 1-65535"
-            raise ConfigError(msg) from exc
+        broker = BrokerAddress.from_url(url).with_credentials(username, password)
         return cls(
-            host=parts.hostname,
-            port=port,
-            tls=parts.scheme == "mqtts" or tls_ca is not None,
-            username=username or parts.username,
-            password=password or parts.password,
+            host=broker.host,
+            port=broker.port,
+            tls=broker.tls or tls_ca is not None,
+            username=broker.username,
+            password=broker.password,
             tls_ca=tls_ca,
             outbox_dir=outbox_dir,
             outbox_quota_bytes=int(outbox_quota_mb * (1 << 20)),

@@ -16,11 +16,12 @@ import numpy as np
 import numpy.typing as npt
 from linewatch.v1 import common_pb2, messages_pb2
 
-from edge.frames import InspectedFrame, NodeIdentity
-from edge.mqtt.config import topic_for
+from edge.frames import Heartbeat, InspectedFrame, ModelIdentity
 from edge.mqtt.outbox import OutboxMessage, ShedRank
 from edge.runtime.errors import OutboxError
+from edge.runtime.mqtt_link import MessageKind, NodeIdentity, topic_for
 from edge.runtime.policy import Verdict
+from edge.runtime.verdict_codes import verdict_to_proto
 from edge.visualize import anomaly_map_to_u8, overlay_jpeg
 
 __all__ = [
@@ -31,11 +32,6 @@ __all__ = [
     "frame_messages",
 ]
 
-_VERDICTS = {
-    Verdict.NORMAL: common_pb2.VERDICT_NORMAL,
-    Verdict.UNCERTAIN: common_pb2.VERDICT_UNCERTAIN,
-    Verdict.ABNORMAL: common_pb2.VERDICT_ABNORMAL,
-}
 _THUMBNAIL_MAX_SIDE_PX = 256
 _THUMBNAIL_JPEG_QUALITY = 80
 
@@ -49,8 +45,8 @@ def frame_messages(frame: InspectedFrame, identity: NodeIdentity) -> list[Outbox
     sample_message = OutboxMessage(
         seq=0,
         msg_id=sample.id,
-        kind="sample",
-        topic=topic_for(identity, "sample"),
+        kind=MessageKind.SAMPLE,
+        topic=topic_for(identity, MessageKind.SAMPLE),
         payload=sample.SerializeToString(),
         shed_rank=ShedRank.ABNORMAL_SAMPLE if abnormal else ShedRank.UNCERTAIN_SAMPLE,
         created_at_ms=frame.captured_at_ms,
@@ -61,8 +57,8 @@ def frame_messages(frame: InspectedFrame, identity: NodeIdentity) -> list[Outbox
     alert_message = OutboxMessage(
         seq=0,
         msg_id=alert.id,
-        kind="alert",
-        topic=topic_for(identity, "alert"),
+        kind=MessageKind.ALERT,
+        topic=topic_for(identity, MessageKind.ALERT),
         payload=alert.SerializeToString(),
         shed_rank=ShedRank.NEVER,
         created_at_ms=frame.captured_at_ms,
@@ -80,11 +76,11 @@ def build_sample(frame: InspectedFrame, identity: NodeIdentity) -> messages_pb2.
         node=identity.node,
         frame_id=frame.frame_id,
         captured_at_ms=frame.captured_at_ms,
-        verdict=_VERDICTS[frame.verdict],
+        verdict=verdict_to_proto(frame.verdict),
         image_score=frame.image_score,
         threshold=frame.threshold,
         uncertain_low=frame.uncertain_low,
-        model=_model_ref(frame),
+        model=_model_proto(frame.model),
         image_png=_encode(".png", frame.image),
         anomaly_map_png=_encode(".png", anomaly_map_to_u8(frame.anomaly_map, frame.threshold)),
         metadata={
@@ -106,10 +102,10 @@ def build_alert(
         node=identity.node,
         frame_id=frame.frame_id,
         captured_at_ms=frame.captured_at_ms,
-        verdict=_VERDICTS[frame.verdict],
+        verdict=verdict_to_proto(frame.verdict),
         image_score=frame.image_score,
         threshold=frame.threshold,
-        model=_model_ref(frame),
+        model=_model_proto(frame.model),
         thumbnail_jpeg=overlay_jpeg(
             frame.image,
             frame.anomaly_map,
@@ -126,11 +122,20 @@ def build_status(
     *,
     online: bool,
     grpc_address: str,
-    counters: dict[str, int],
-    model: common_pb2.ModelRef | None = None,
+    heartbeat: Heartbeat,
+    outbox_backlog: int = 0,
     sent_at_ms: int | None = None,
 ) -> messages_pb2.NodeStatus:
-    """Return a heartbeat; ``sent_at_ms=0`` (the last will) means "when it arrives"."""
+    """Return a status message; ``sent_at_ms=0`` (the last will) means "when it arrives".
+
+    Args:
+        identity: the node the status speaks for.
+        online: ONLINE for a heartbeat, OFFLINE for a goodbye or the last will.
+        grpc_address: where the cloud reaches the node.
+        heartbeat: the node's counters and active model.
+        outbox_backlog: messages waiting in the outbox.
+        sent_at_ms: Unix epoch milliseconds; None means now.
+    """
     state = (
         messages_pb2.NodeStatus.STATE_ONLINE if online else messages_pb2.NodeStatus.STATE_OFFLINE
     )
@@ -141,24 +146,24 @@ def build_status(
         node=identity.node,
         state=state,
         sent_at_ms=int(time.time() * 1000) if sent_at_ms is None else sent_at_ms,
-        model=model,
+        model=_model_proto(heartbeat.model) if heartbeat.model is not None else None,
         grpc_address=grpc_address,
-        frames_processed=max(0, counters.get("frames_processed", 0)),
-        frames_dropped=max(0, counters.get("frames_dropped", 0)),
-        outbox_backlog=max(0, counters.get("outbox_backlog", 0)),
+        frames_processed=max(0, heartbeat.frames_processed),
+        frames_dropped=max(0, heartbeat.frames_dropped),
+        outbox_backlog=max(0, outbox_backlog),
     )
 
 
 def build_offline_status(identity: NodeIdentity, grpc_address: str) -> messages_pb2.NodeStatus:
     """Return the last-will payload: OFFLINE, stamped by the collector on arrival."""
     return build_status(
-        identity, online=False, grpc_address=grpc_address, counters={}, sent_at_ms=0
+        identity, online=False, grpc_address=grpc_address, heartbeat=Heartbeat(), sent_at_ms=0
     )
 
 
-def _model_ref(frame: InspectedFrame) -> common_pb2.ModelRef:
+def _model_proto(model: ModelIdentity) -> common_pb2.ModelRef:
     return common_pb2.ModelRef(
-        name=frame.model.name, version=frame.model.version, model_sha256=frame.model.model_sha256
+        name=model.name, version=model.version, model_sha256=model.model_sha256
     )
 
 

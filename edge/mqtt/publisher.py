@@ -18,25 +18,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from linewatch.v1 import common_pb2
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge.frames import NodeIdentity
-from edge.mqtt.config import MqttConfig, topic_for
+from edge.frames import Heartbeat
+from edge.mqtt.config import MqttConfig
 from edge.mqtt.messages import build_offline_status, build_status
 from edge.mqtt.outbox import Outbox
+from edge.runtime.mqtt_link import MessageKind, NodeIdentity, build_client, topic_for
 
 __all__ = ["OutboxPublisher", "StatusSource"]
 
 logger = logging.getLogger(__name__)
 
-StatusSource = Callable[[], Mapping[str, object]]
+StatusSource = Callable[[], Heartbeat]
 _IDLE_WAKE_S = 0.5
 _NO_MATCHING_SUBSCRIBERS = 0x10  # MQTT 5 PUBACK reason code
 _HOLD_MIN_S = 0.25
@@ -63,15 +63,14 @@ class OutboxPublisher:
             outbox: where the messages wait.
             identity: the node, for topics and the status payload.
             grpc_address: the node's gRPC address, announced in the status.
-            status_source: returns counters (``frames_processed``, …) and model
-                fields (``model_name``, ``model_version``, ``model_sha256``) for the heartbeat.
+            status_source: returns the node's counters and active model for each heartbeat.
         """
         self._config = config
         self._outbox = outbox
         self._identity = identity
         self._grpc_address = grpc_address
         self._status_source = status_source
-        self._status_topic = topic_for(identity, "status")
+        self._status_topic = topic_for(identity, MessageKind.STATUS)
         self._lock = threading.Condition()
         self._inflight: dict[int, int | None] = {}  # paho mid -> outbox seq (None: status)
         self._early_acks: dict[int, ReasonCode] = {}
@@ -148,18 +147,15 @@ class OutboxPublisher:
         client_id = (
             config.client_id or f"linewatch-edge-{identity.site}-{identity.line}-{identity.node}"
         )
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
+        client = build_client(
+            client_id,
+            config.broker,
+            tls_ca=config.tls_ca,
+            reconnect_min_delay_s=config.reconnect_min_delay_s,
+            reconnect_max_delay_s=config.reconnect_max_delay_s,
         )
-        if config.username:
-            client.username_pw_set(config.username, config.password)
-        if config.tls:
-            client.tls_set(ca_certs=str(config.tls_ca) if config.tls_ca else None)
         will = build_offline_status(identity, self._grpc_address)
         client.will_set(self._status_topic, will.SerializeToString(), qos=1, retain=True)
-        client.reconnect_delay_set(config.reconnect_min_delay_s, config.reconnect_max_delay_s)
         client.max_inflight_messages_set(config.inflight_window + 2)  # + status heartbeats
         client.max_queued_messages_set(0)
         client.on_connect = self._on_connect
@@ -296,22 +292,12 @@ class OutboxPublisher:
 
     def _publish_status(self) -> None:
         self._next_heartbeat = time.monotonic() + self._config.heartbeat_interval_s
-        fields = dict(self._status_source())
-        counters = {k: v for k, v in fields.items() if isinstance(v, int)}
-        counters["outbox_backlog"] = self._outbox.backlog
-        model = None
-        if fields.get("model_name"):
-            model = common_pb2.ModelRef(
-                name=str(fields["model_name"]),
-                version=str(fields.get("model_version", "")),
-                model_sha256=str(fields.get("model_sha256", "")),
-            )
         status = build_status(
             self._identity,
             online=True,
             grpc_address=self._grpc_address,
-            counters=counters,
-            model=model,
+            heartbeat=self._status_source(),
+            outbox_backlog=self._outbox.backlog,
         )
         info = self._client.publish(
             self._status_topic, status.SerializeToString(), qos=1, retain=True

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from dataclasses import replace
 
-from edge.frames import InspectedFrame, NodeIdentity
+from edge.frames import Heartbeat, InspectedFrame, ModelIdentity
 from edge.mqtt.config import MqttConfig
 from edge.mqtt.messages import frame_messages
 from edge.mqtt.outbox import Outbox, OutboxCounters
 from edge.mqtt.publisher import OutboxPublisher, StatusSource
+from edge.runtime.mqtt_link import NodeIdentity
 from edge.runtime.policy import Verdict
 
 __all__ = ["MqttSink", "build_mqtt_sink"]
@@ -36,8 +37,8 @@ class MqttSink:
         self.publisher = publisher
         self._identity = identity
         self._lock = threading.Lock()
-        self._counts: dict[str, int] = {"frames_processed": 0, "alerts": 0, "samples": 0}
-        self._model: dict[str, str] = {}
+        self._frames_processed = 0
+        self._model: ModelIdentity | None = None
 
     def handle(self, frame: InspectedFrame) -> None:
         """Write a flagged frame's messages to the outbox; returns before any network I/O.
@@ -50,21 +51,15 @@ class MqttSink:
             self.outbox.put_many(messages)
             self.publisher.wake()
         with self._lock:
-            self._counts["frames_processed"] += 1
-            self._counts["samples"] += sum(1 for m in messages if m.kind == "sample")
-            self._counts["alerts"] += sum(1 for m in messages if m.kind == "alert")
-            self._model = {
-                "model_name": frame.model.name,
-                "model_version": frame.model.version,
-                "model_sha256": frame.model.model_sha256,
-            }
+            self._frames_processed += 1
+            self._model = frame.model
         if frame.verdict == Verdict.ABNORMAL:
             logger.debug("alert queued node=%s frame_id=%s", self._identity.node, frame.frame_id)
 
-    def status(self) -> dict[str, object]:
-        """What the sink has seen: frame counters and the last model, for the heartbeat."""
+    def status(self) -> Heartbeat:
+        """What the sink has seen: frames handled and the last model, for the heartbeat."""
         with self._lock:
-            return {**self._counts, **self._model}
+            return Heartbeat(frames_processed=self._frames_processed, model=self._model)
 
     def counters(self) -> OutboxCounters:
         """The outbox counters: enqueued, delivered, shed, backlog."""
@@ -84,7 +79,7 @@ def build_mqtt_sink(
     config: MqttConfig,
     identity: NodeIdentity,
     grpc_address: str,
-    status_source: StatusSource,
+    status_source: StatusSource | None = None,
 ) -> MqttSink:
     """Open the outbox, start the publisher and return the sink, ready for frames.
 
@@ -92,9 +87,9 @@ def build_mqtt_sink(
         config: broker, credentials, outbox folder and quota.
         identity: site, line and node; they name the topics.
         grpc_address: announced in the status heartbeat.
-        status_source: the node's own counters and model for the heartbeat
-            (``frames_processed``, ``frames_dropped``, ``model_name``, …); they
-            override what the sink counts itself.
+        status_source: the node's own counters and active model for the heartbeat;
+            they override what the sink counts itself, and the sink's last seen model
+            stands in while the node reports none. None: the sink's own counts alone.
 
     Raises:
         OutboxError: the outbox folder or database cannot be opened.
@@ -102,9 +97,12 @@ def build_mqtt_sink(
     outbox = Outbox(config.outbox_dir, config.outbox_quota_bytes)
     holder: list[MqttSink] = []
 
-    def merged_status() -> Mapping[str, object]:
-        own = holder[0].status() if holder else {}
-        return {**own, **status_source()}
+    def merged_status() -> Heartbeat:
+        own = holder[0].status() if holder else Heartbeat()
+        if status_source is None:
+            return own
+        node = status_source()
+        return node if node.model is not None else replace(node, model=own.model)
 
     publisher = OutboxPublisher(
         config, outbox, identity, grpc_address=grpc_address, status_source=merged_status

@@ -22,9 +22,9 @@ pytestmark = pytest.mark.integration
 NODE_PROGRAM = """
 import sys
 from pathlib import Path
-from edge.frames import NodeIdentity
 from edge.mqtt.config import MqttConfig
 from edge.mqtt.sink import build_mqtt_sink
+from edge.runtime.mqtt_link import NodeIdentity
 from edge.runtime.policy import Verdict
 from tests.plugins.mqtt import build_frame
 
@@ -32,7 +32,7 @@ mode, url, outbox_dir, count = sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(
 config = MqttConfig.from_url(url, outbox_dir=outbox_dir, heartbeat_interval_s=0.2,
                              reconnect_max_delay_s=1)
 identity = NodeIdentity(site="plant1", line="line2", node="cam3")
-sink = build_mqtt_sink(config, identity, "127.0.0.1:50051", dict)
+sink = build_mqtt_sink(config, identity, "127.0.0.1:50051")
 if mode == "fill":
     for index in range(count):
         sink.handle(build_frame(index, [Verdict.ABNORMAL, Verdict.UNCERTAIN][index % 2]))

@@ -28,9 +28,10 @@ from cloud.collector.store import BlobStore
 from cloud.db.migrate import upgrade
 from cloud.db.session import make_engine, make_session_factory
 from cloud.demo.processes import free_port
-from edge.frames import InspectedFrame, ModelIdentity, NodeIdentity
+from edge.frames import InspectedFrame, ModelIdentity
 from edge.mqtt.config import MqttConfig
 from edge.mqtt.sink import MqttSink, build_mqtt_sink
+from edge.runtime.mqtt_link import NodeIdentity
 from edge.runtime.policy import Verdict
 from tests.plugins.edge import wait_until
 
@@ -271,7 +272,7 @@ def start_sink(tmp_path: Path, node_identity: NodeIdentity) -> Iterator[SinkFact
             heartbeat_interval_s=float(overrides.pop("heartbeat_interval_s", 0.5)),  # type: ignore[arg-type]
             **overrides,  # type: ignore[arg-type]
         )
-        sink = build_mqtt_sink(config, node_identity, "127.0.0.1:50051", dict)
+        sink = build_mqtt_sink(config, node_identity, "127.0.0.1:50051")
         sinks.append(sink)
         return sink
 

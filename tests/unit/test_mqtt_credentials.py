@@ -40,3 +40,4 @@ def test_flags_override_the_credentials_in_the_url_on_both_sides() -> None:
     settings = CollectorSettings(mqtt_url=url, mqtt_user="cam9", mqtt_password="s3cret")
     assert (config.username, config.password) == ("cam9", "s3cret")
     assert (settings.broker.username, settings.broker.password) == ("cam9", "s3cret")
+    assert config.broker == settings.broker

@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 from linewatch.v1 import common_pb2, messages_pb2
 
-from edge.frames import NodeIdentity
 from edge.mqtt.messages import frame_messages
 from edge.mqtt.outbox import Outbox, OutboxMessage, ShedRank
+from edge.runtime.mqtt_link import NodeIdentity
 from edge.runtime.policy import Verdict
 from tests.plugins.mqtt import FrameFactory
 

@@ -14,12 +14,18 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from cloud.types import StageProgress
+
 __all__ = ["staged_progress"]
 
 
 @contextmanager
-def staged_progress(*, enabled: bool = True) -> Iterator[callable]:  # type: ignore[valid-type]
-    """Yield ``report(stage, done, total)``; each new stage gets its own bar."""
+def staged_progress(*, enabled: bool = True) -> Iterator[StageProgress]:
+    """Yield ``report(stage, done, total)``; each new stage gets its own bar.
+
+    Long commands (train, evaluate) report several named steps; one bar per
+    stage shows which step is slow without the caller managing bars.
+    """
     columns = (
         TextColumn("{task.description:<36}"),
         BarColumn(),

@@ -8,7 +8,7 @@ sampling would drop, so unusual good parts do not become false alarms.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +16,7 @@ import numpy.typing as npt
 import torch
 
 from cloud.detector.model import LevelBank, PatchCoreModel
+from cloud.types import ProgressCallback
 from edge.runtime.imaging import ImageArray
 
 __all__ = [
@@ -23,7 +24,6 @@ __all__ = [
     "CALIBRATION_FOLDS",
     "TAIL_QUANTILE",
     "CalibrationStats",
-    "ProgressCallback",
     "border_tail_factors",
     "calibration_stats",
     "collect_embeddings",
@@ -36,7 +36,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[int, int], None]
 CALIBRATION_FOLDS = 5  # cross-fitting of the per-location baseline for calibration scores
 BORDER_RINGS = 2  # outer rings of patches whose normal tail is matched to the interior's
 TAIL_QUANTILE = 0.99

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,13 +34,13 @@ from cloud.evaluation.metrics import (
     operating_point,
     per_defect_metrics,
 )
+from cloud.types import ProgressCallback
 from edge.runtime.bundle import ModelBundle, load_bundle
 from edge.runtime.engine import EngineOptions, InferenceEngine
 from edge.runtime.imaging import ImageArray, read_image
 
 __all__ = [
     "EvaluationOutcome",
-    "ProgressCallback",
     "ScoredImage",
     "evaluate_bundle",
     "infer_maps",
@@ -49,9 +49,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-ProgressCallback = Callable[[int, int], None]
-"""Called with ``(images_done, images_total)`` after each batch."""
 
 
 @dataclass(frozen=True)

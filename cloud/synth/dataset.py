@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -23,6 +22,7 @@ from cloud.errors import DatasetError
 from cloud.synth.defects import DEFECT_TYPES
 from cloud.synth.parts import encode_png, normalise_size, render_part
 from cloud.synth.textures import resolve_category
+from cloud.types import ProgressCallback
 
 __all__ = ["MANIFEST_NAME", "generate_dataset", "is_synth_dataset"]
 
@@ -36,8 +36,6 @@ _LAYOUT_FOLDERS = frozenset({"train", "test", "ground_truth"})
 _TRAIN_SPLIT = 0
 _TEST_GOOD_SPLIT = 1
 _FIRST_DEFECT_SPLIT = 2
-
-ProgressCallback = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)

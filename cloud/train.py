@@ -17,11 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cloud.dataset import data_digest, load_layout
 from cloud.detector import EfficientNetLiteFeatures, PatchCoreModel, export_onnx
-from cloud.detector.backbone import FEATURE_BLOCKS
 from cloud.detector.fitting import (
     BORDER_RINGS,
     CALIBRATION_FOLDS,
@@ -39,6 +37,7 @@ from cloud.detector.fitting import (
 from cloud.detector.input_shape import model_input_shape
 from cloud.errors import DatasetError, ImageDecodeError, TrainingError
 from cloud.golden import make_golden_images
+from cloud.train_settings import TrainSettings
 from edge.runtime.bundle import (
     MANIFEST_FILE,
     MODEL_FILE,
@@ -59,52 +58,6 @@ logger = logging.getLogger(__name__)
 
 StageProgress = Callable[[str, int, int], None]
 UNREGISTERED = "unregistered"
-
-
-class TrainSettings(BaseModel):
-    """What a training run may vary; every value is recorded in the manifest and MLflow."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    # The input holds about input_size² pixels, shaped like the training images
-    # unless keep_aspect_ratio is off (then it is an input_size square).
-    input_size: int = Field(default=256, ge=64, le=1024, multiple_of=32)
-    keep_aspect_ratio: bool = True
-    # Each feature level's bank holds this share of its good patches, up to its size
-    # below (finest level first). At 256x256 the search writes 1024 x 8192 distances at
-    # stride 8 and 256 x 4096 at stride 16, as fast on 2 cores as one 4096-entry bank
-    # of both levels' features at stride 8 was (bench/detector.py).
-    coreset_ratio: float = Field(default=0.25, gt=0.0, le=1.0)
-    bank_sizes: tuple[int, ...] = (8192, 4096)
-    calibration_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
-    min_calibration_images: int = Field(default=3, ge=1)
-    target_false_alarm_rate: float = Field(default=0.05, gt=0.0, lt=1.0)
-    band_margin: float = Field(default=0.75, ge=0.0)
-    smoothing_sigma_patches: float = Field(default=0.5, gt=0.0)
-    # Weight of each patch's colour relative to its surroundings in the finest level's
-    # search (PatchCoreModel.colour_contrast); 0 searches on backbone features alone.
-    colour_contrast_weight: float = Field(default=32.0, ge=0.0)
-    feature_blocks: tuple[int, ...] = FEATURE_BLOCKS
-    leave_one_out_calibration: bool = True
-    patch_normalisation: bool = True
-    border_tail_correction: bool = True  # see fitting.border_tail_factors
-    normalisation_prior_images: float = Field(default=8.0, ge=0.0)
-    seed: int = 0
-    batch_size: int = Field(default=8, ge=1)
-    skip_unreadable: bool = False
-
-    @model_validator(mode="after")
-    def _one_bank_per_level(self) -> TrainSettings:
-        if len(self.bank_sizes) != len(self.feature_blocks):
-            msg = (
-                f"bank_sizes {self.bank_sizes}: give one size per feature block "
-                f"{self.feature_blocks}"
-            )
-            raise ValueError(msg)
-        if min(self.bank_sizes) < 16:
-            msg = f"bank_sizes {self.bank_sizes}: each bank needs at least 16 entries"
-            raise ValueError(msg)
-        return self
 
 
 _SHAPE_SAMPLE = 16  # images read up front to choose the input shape

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from cloud.cli.app import app
 from cloud.cli.commands.registry import quiet_mlflow
 from cloud.cli.progress import staged_progress
+from cloud.train_settings import TrainSettings  # no torch: --help stays fast
 
 _TRACKING_HELP = "MLflow tracking URI (default: MLFLOW_TRACKING_URI, else var/mlflow/mlflow.db)."
+
+
+def _default(setting: str) -> Any:
+    """The option's default is the setting's, so the CLI and the trainer cannot drift."""
+    return TrainSettings.model_fields[setting].default
 
 
 @app.command()
@@ -22,7 +28,7 @@ def train(
     register: Annotated[bool, typer.Option(help="Also register a new MLflow version.")] = False,
     input_size: Annotated[
         int, typer.Option(help="Model input: about SIZE x SIZE pixels, shaped like the images.")
-    ] = 256,
+    ] = _default("input_size"),
     keep_aspect_ratio: Annotated[
         bool,
         typer.Option(
@@ -30,11 +36,11 @@ def train(
             help="Shape the input like the training images (same pixel count), or squash "
             "every image into a SIZE x SIZE square.",
         ),
-    ] = True,
+    ] = _default("keep_aspect_ratio"),
     bank_sizes: Annotated[
         tuple[int, int],
         typer.Option(help="Memory bank entries: fine texture level, part level (speed)."),
-    ] = (8192, 4096),
+    ] = _default("bank_sizes"),
     colour_contrast_weight: Annotated[
         float,
         typer.Option(
@@ -42,17 +48,19 @@ def train(
             help="Weight of each patch's colour against its surroundings in the search "
             "(faint stains and spots); 0 searches on texture alone.",
         ),
-    ] = 32.0,
+    ] = _default("colour_contrast_weight"),
     target_false_alarm_rate: Annotated[
         float, typer.Option(help="Share of good parts allowed to alarm; sets the threshold.")
-    ] = 0.05,
+    ] = _default("target_false_alarm_rate"),
     band_margin: Annotated[
         float, typer.Option(help="Uncertain band below the threshold, in std of good parts.")
-    ] = 0.75,
-    seed: Annotated[int, typer.Option(help="Seed of the split and the coreset.")] = 0,
+    ] = _default("band_margin"),
+    seed: Annotated[int, typer.Option(help="Seed of the split and the coreset.")] = _default(
+        "seed"
+    ),
     skip_unreadable: Annotated[
         bool, typer.Option(help="Skip images that do not decode instead of stopping.")
-    ] = False,
+    ] = _default("skip_unreadable"),
     tracking_uri: Annotated[str | None, typer.Option(help=_TRACKING_HELP)] = None,
     signing_key: Annotated[
         Path | None, typer.Option(help="Ed25519 key that signs a registered bundle.")
@@ -66,7 +74,7 @@ def train(
     from pydantic import ValidationError
 
     from cloud.errors import TrainingError
-    from cloud.train import TrainSettings, train_bundle  # torch loads only for this command
+    from cloud.train import train_bundle  # torch loads only for this command
     from cloud.training_run import record_training
 
     try:

@@ -18,13 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cloud.errors import ConfigError
-from edge.runtime.bundle import (
-    Manifest,
-    ModelBundle,
-    load_bundle,
-    manifest_signing_bytes,
-    write_manifest,
-)
+from edge.runtime.bundle import Manifest, manifest_signing_bytes
 from edge.runtime.signing import public_key_id
 
 __all__ = [
@@ -34,7 +28,6 @@ __all__ = [
     "KeyPair",
     "generate_key_pair",
     "load_private_key",
-    "sign_bundle",
     "sign_manifest",
 ]
 
@@ -123,7 +116,11 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
 
 
 def sign_manifest(manifest: Manifest, private_key: Ed25519PrivateKey) -> Manifest:
-    """Return the manifest with an Ed25519 signature over its canonical bytes."""
+    """Return the manifest with an Ed25519 signature over its canonical bytes.
+
+    Sign only a manifest whose fields are final: any change afterwards breaks the
+    signature. ``cloud.bundle_writer`` does this as the last step of every write.
+    """
     signature = private_key.sign(manifest_signing_bytes(manifest))
     return manifest.model_copy(
         update={
@@ -131,9 +128,3 @@ def sign_manifest(manifest: Manifest, private_key: Ed25519PrivateKey) -> Manifes
             "signing_key_id": public_key_id(private_key.public_key()),
         }
     )
-
-
-def sign_bundle(bundle: ModelBundle, private_key: Ed25519PrivateKey) -> ModelBundle:
-    """Sign a bundle directory's manifest in place and return it, verified again."""
-    write_manifest(sign_manifest(bundle.manifest, private_key), bundle.directory)
-    return load_bundle(bundle.directory)

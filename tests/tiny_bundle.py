@@ -17,6 +17,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edge.runtime.bundle import (
+    DetectorInfo,
     InputSpec,
     Manifest,
     ModelBundle,
@@ -27,10 +28,11 @@ from edge.runtime.bundle import (
 )
 from edge.runtime.policy import DecisionPolicy
 
-__all__ = ["make_tiny_bundle"]
+__all__ = ["make_tiny_bundle", "tiny_graph"]
 
 
-def _graph(size: int) -> onnx.ModelProto:
+def tiny_graph(size: int) -> onnx.ModelProto:
+    """The graph alone: for tests that write the bundle around it themselves."""
     weights = numpy_helper.from_array(np.full((3,), 1.0 / 3.0, dtype=np.float32), "weights")
     mid = numpy_helper.from_array(np.array(128.0, dtype=np.float32), "mid")
     unit = numpy_helper.from_array(np.array(32.0, dtype=np.float32), "unit")
@@ -71,7 +73,7 @@ def make_tiny_bundle(
     """Write a tiny real bundle into ``directory`` and return it, verified."""
     directory.mkdir(parents=True, exist_ok=True)
     model_path = directory / "model.onnx"
-    onnx.save(_graph(size), str(model_path))
+    onnx.save(tiny_graph(size), str(model_path))
     manifest = Manifest(
         name=name,
         version=version,
@@ -84,7 +86,7 @@ def make_tiny_bundle(
         decision=DecisionPolicy(
             threshold=threshold, uncertain_low=uncertain_low, method="fixed for tests"
         ),
-        detector={"kind": "tiny-grey-distance"},
+        detector=DetectorInfo(kind="tiny-grey-distance"),
     )
     write_manifest(manifest, directory)
     return load_bundle(directory)

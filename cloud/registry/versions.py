@@ -20,12 +20,13 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 from mlflow.tracking import MlflowClient
 
+from cloud.bundle_writer import update_manifest
 from cloud.errors import RegistryError
 from cloud.registry.client import ALREADY_EXISTS, NOT_FOUND, experiment_id, mlflow_client
 from cloud.registry.pyfunc import assemble_bundle, log_bundle_model
 from cloud.registry.settings import RegistrySettings, registry_uri, signing_key_path, tracking_uri
-from cloud.signing import load_private_key, sign_manifest
-from edge.runtime.bundle import ModelBundle, load_bundle, write_manifest
+from cloud.signing import load_private_key
+from edge.runtime.bundle import ModelBundle, load_bundle
 
 __all__ = [
     "RegisteredVersion",
@@ -50,11 +51,6 @@ class RegisteredVersion:
     source: str
 
 
-def _data_digest(bundle: ModelBundle) -> str:
-    data = bundle.manifest.training_data
-    return str(data.get("digest") or data.get("data_digest") or "")
-
-
 def _version_numbers(client: MlflowClient, name: str) -> list[int]:
     versions = client.search_model_versions(f"name = '{name}'")
     return sorted(int(item.version) for item in versions)
@@ -77,14 +73,19 @@ def _stage_bundle(
     Stamping changes the manifest, so a signature made earlier no longer holds:
     the bundle is signed here, after stamping, or left unsigned with a warning.
     """
+    key = load_private_key(signing_key) if signing_key is not None else None
     staged = workdir / "bundle"
     shutil.copytree(bundle.directory, staged)
-    manifest = bundle.manifest.model_copy(
-        update={"name": name, "version": str(version), "signature": None, "signing_key_id": None}
+    stamped = update_manifest(
+        ModelBundle(directory=staged, manifest=bundle.manifest),
+        name=name,
+        version=str(version),
+        signing_key=key,
     )
-    if signing_key is not None:
-        manifest = sign_manifest(manifest, load_private_key(signing_key))
-        logger.info("bundle signed model=%s:%d key_id=%s", name, version, manifest.signing_key_id)
+    if key is not None:
+        logger.info(
+            "bundle signed model=%s:%d key_id=%s", name, version, stamped.manifest.signing_key_id
+        )
     else:
         logger.info(  # the CLI says UNSIGNED on stdout; a warning here would repeat it
             "registering an unsigned bundle model=%s:%d; nodes with --trusted-key refuse it "
@@ -92,8 +93,7 @@ def _stage_bundle(
             name,
             version,
         )
-    write_manifest(manifest, staged)
-    return load_bundle(staged)
+    return stamped
 
 
 def _existing_run(client: MlflowClient, run_id: str | None) -> str | None:
@@ -113,7 +113,7 @@ def _version_tags(bundle: ModelBundle) -> dict[str, str]:
     tags = {
         "status": "registered",
         "model_sha256": bundle.manifest.model_sha256,
-        "data_digest": _data_digest(bundle),
+        "data_digest": bundle.manifest.training_data.dataset_digest,
     }
     if "image_auroc" in bundle.manifest.metrics:
         tags["image_auroc"] = f"{bundle.manifest.metrics['image_auroc']:.6f}"
@@ -158,14 +158,14 @@ def register_bundle(
         existing = _version_numbers(client, name)
         version = (existing[-1] if existing else 0) + 1
         staged = _stage_bundle(bundle, name, version, Path(workdir), key_path)
-        reuse = _existing_run(client, run_id or bundle.manifest.training_data.get("mlflow_run_id"))
+        reuse = _existing_run(client, run_id or bundle.manifest.training_data.mlflow_run_id)
         if reuse is not None:
             run_context = mlflow.start_run(run_id=reuse)
         else:
             found_id = experiment_id(client, settings, settings.mlflow_experiment)
             run_context = mlflow.start_run(experiment_id=found_id, run_name=f"register {name}")
         with run_context as run:
-            mlflow.set_tag("data_digest", _data_digest(staged))
+            mlflow.set_tag("data_digest", staged.manifest.training_data.dataset_digest)
             info = log_bundle_model(staged)
         created: ModelVersion = client.create_model_version(
             name,

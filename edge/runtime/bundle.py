@@ -17,7 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+)
 
 from edge.runtime.errors import BundleCorrupt, BundleIncompatible
 from edge.runtime.policy import DecisionPolicy
@@ -26,11 +33,13 @@ __all__ = [
     "BUNDLE_FORMAT_VERSION",
     "MANIFEST_FILE",
     "MODEL_FILE",
+    "DetectorInfo",
     "GoldenImage",
     "InputSpec",
     "Manifest",
     "ModelBundle",
     "ScoreCalibration",
+    "TrainingData",
     "file_sha256",
     "load_bundle",
     "manifest_signing_bytes",
@@ -81,6 +90,58 @@ class GoldenImage(_Frozen):
     )
 
 
+class _RecordSection(BaseModel):
+    """A descriptive manifest section that older trainers wrote as a free-form object.
+
+    Keys this code does not know are kept (``extra="allow"``), every field is
+    optional, and only the keys a manifest carried (or a writer set) are written
+    back. So a bundle written before a key existed loads, and dumping it gives the
+    same JSON, hence the same signing bytes: an older signature still verifies.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    @model_serializer(mode="wrap")
+    def _only_given_keys(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped: dict[str, Any] = handler(self)
+        given = self.model_fields_set | set(self.model_extra or {})
+        return {key: value for key, value in dumped.items() if key in given}
+
+
+class DetectorInfo(_RecordSection):
+    """What the graph inside the bundle is, for people and tools; a node does not need it."""
+
+    kind: str | None = None
+    backbone: str | None = None
+    feature_blocks: tuple[int, ...] | None = None
+    feature_dims: tuple[int, ...] | None = None
+    memory_bank_size: int | None = Field(default=None, description="patches, all levels")
+    memory_bank_sizes: tuple[int, ...] | None = None
+    coreset_ratio: float | None = None
+    smoothing_sigma_patches: float | None = None
+    colour_contrast_weight: float | None = None
+    patch_normalisation: str | None = Field(default=None, description="how, or 'none'")
+
+
+class TrainingData(_RecordSection):
+    """Which images trained the model and how; the digest ties a version to its data."""
+
+    digest: str | None = Field(default=None, description="sha256 over the training images")
+    # Early bundles named the digest this way; read it through ``dataset_digest``.
+    data_digest: str | None = None
+    n_train_good: int | None = None
+    n_memory_bank_images: int | None = None
+    n_calibration_images: int | None = None
+    # The trainer's settings as they were; their class evolves, so they stay a record.
+    settings: dict[str, Any] | None = None
+    mlflow_run_id: str | None = None
+
+    @property
+    def dataset_digest(self) -> str:
+        """The training data digest under its current or its early name; ``""`` if none."""
+        return self.digest or self.data_digest or ""
+
+
 class Manifest(_Frozen):
     """Validated ``manifest.json``."""
 
@@ -95,8 +156,8 @@ class Manifest(_Frozen):
     outputs: tuple[str, str] = ("image_score", "anomaly_map")
     calibration: ScoreCalibration
     decision: DecisionPolicy
-    detector: dict[str, Any] = Field(default_factory=dict)
-    training_data: dict[str, Any] = Field(default_factory=dict)
+    detector: DetectorInfo = Field(default_factory=DetectorInfo)
+    training_data: TrainingData = Field(default_factory=TrainingData)
     metrics: dict[str, float] = Field(default_factory=dict)
     golden: list[GoldenImage] = Field(default_factory=list)
     signature: str | None = Field(default=None, description="base64 Ed25519 over the rest")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from cloud.dataset import load_layout
 from cloud.detector import export_onnx
 from cloud.golden import paint_defect
 from cloud.train import TrainSettings, fit_model
-from edge.runtime.bundle import ModelBundle
+from edge.runtime.bundle import MANIFEST_FILE, ModelBundle
 from edge.runtime.engine import InferenceEngine
 from edge.runtime.golden import check_golden
 from edge.runtime.imaging import read_image, resize_for_model
@@ -63,10 +64,39 @@ def test_manifest_records_calibration_and_policy(trained_bundle: ModelBundle) ->
     assert manifest.decision.target_false_alarm_rate == pytest.approx(0.05)
     assert "quantile" in manifest.decision.method
     assert manifest.calibration.n_images >= 3
-    assert manifest.training_data["n_train_good"] == 24
-    assert len(manifest.training_data["digest"]) == 64
-    assert manifest.detector["memory_bank_size"] <= 512 + 256
-    assert len(manifest.detector["memory_bank_sizes"]) == 2
+    assert manifest.training_data.n_train_good == 24
+    assert len(manifest.training_data.dataset_digest) == 64
+    assert manifest.detector.memory_bank_sizes is not None
+    assert len(manifest.detector.memory_bank_sizes) == 2
+    assert manifest.detector.memory_bank_size == sum(manifest.detector.memory_bank_sizes)
+    assert manifest.detector.memory_bank_size <= 512 + 256
+
+
+def test_manifest_json_keeps_its_keys(trained_bundle: ModelBundle) -> None:
+    """The typed sections write the keys the free-form ones did, and no others."""
+    raw = json.loads((trained_bundle.directory / MANIFEST_FILE).read_text())
+    assert list(raw["detector"]) == [
+        "kind",
+        "backbone",
+        "feature_blocks",
+        "feature_dims",
+        "memory_bank_size",
+        "memory_bank_sizes",
+        "coreset_ratio",
+        "smoothing_sigma_patches",
+        "colour_contrast_weight",
+        "patch_normalisation",
+    ]
+    assert list(raw["training_data"]) == [
+        "digest",
+        "n_train_good",
+        "n_memory_bank_images",
+        "n_calibration_images",
+        "settings",
+    ]
+    assert raw["training_data"]["settings"] == TrainSettings.model_validate(
+        raw["training_data"]["settings"]
+    ).model_dump(mode="json")
 
 
 def test_separates_defects_from_good_parts(
@@ -127,7 +157,7 @@ def test_leave_one_out_maps_never_undercut_in_sample_maps(synthetic_dataset: Pat
 
 def test_calibration_counts_held_out_and_leave_one_out_images(trained_bundle: ModelBundle) -> None:
     calibration = trained_bundle.manifest.calibration
-    assert calibration.n_images == trained_bundle.manifest.training_data["n_train_good"]
+    assert calibration.n_images == trained_bundle.manifest.training_data.n_train_good
 
 
 @pytest.fixture(scope="module")

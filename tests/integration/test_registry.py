@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
+from cloud.bundle_writer import update_manifest
 from cloud.errors import RegistryError
 from cloud.registry import (
     RegistrySettings,
@@ -25,7 +26,7 @@ from cloud.registry import (
     registry_uri,
     tracking_uri,
 )
-from edge.runtime.bundle import MANIFEST_FILE, Manifest, ModelBundle, load_bundle, write_manifest
+from edge.runtime.bundle import MANIFEST_FILE, Manifest, ModelBundle, TrainingData, load_bundle
 from edge.runtime.errors import BundleCorrupt
 
 pytestmark = [
@@ -134,10 +135,7 @@ def test_register_reuses_the_training_run_named_in_the_manifest(
     run_id = log_training_run(
         bundle.directory, params={}, metrics={}, data_digest="cd" * 32, settings=settings
     )
-    manifest = bundle.manifest.model_copy(
-        update={"training_data": {"mlflow_run_id": run_id, "digest": "cd" * 32}}
-    )
-    write_manifest(manifest, bundle.directory)
+    update_manifest(bundle, training_data=TrainingData(mlflow_run_id=run_id, digest="cd" * 32))
 
     registered = register_bundle(bundle.directory, "line4", settings=settings)
 

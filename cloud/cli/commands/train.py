@@ -108,7 +108,7 @@ def train(
     decision = bundle.manifest.decision
     typer.echo(
         f"bundle {out}: model {bundle.manifest.name}, memory bank "
-        f"{bundle.manifest.detector['memory_bank_size']} patches, threshold "
+        f"{bundle.manifest.detector.memory_bank_size} patches, threshold "
         f"{decision.threshold:.2f}, uncertain from {decision.uncertain_low:.2f}"
     )
     for key, value in recorded.metrics.items():

@@ -21,7 +21,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cloud.errors import TrainingError
+from cloud.errors import BundleError, TrainingError
 from cloud.golden import make_golden_images
 from cloud.signing import sign_manifest
 from edge.runtime.bundle import (
@@ -170,7 +170,7 @@ def update_manifest(
         The bundle as ``load_bundle`` reads it back.
 
     Raises:
-        ValueError: a value the manifest does not accept (e.g. an empty name); nothing
+        BundleError: a value the manifest does not accept (e.g. an empty name); nothing
             is written. A caller's bug: names and versions from users are checked first.
         BundleCorrupt: files that changed on disk since the bundle was loaded.
     """
@@ -193,6 +193,6 @@ def update_manifest(
             f"bundle {bundle.label}: cannot set {where} to {first['input']!r} "
             f"({first['msg']}); nothing was written, give a valid value"
         )
-        raise ValueError(msg) from exc
+        raise BundleError(msg) from exc
     _sign_and_write(manifest, bundle.directory, signing_key)
     return load_bundle(bundle.directory)

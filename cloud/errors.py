@@ -1,9 +1,10 @@
 """Errors of the cloud side; all derive from the shared ``LinewatchError``.
 
-The tree (the shared runtime's errors in ``edge.runtime.errors`` share the root; the two
+The tree (the shared runtime's errors in ``edge.runtime.errors`` share the root; the ones
 shared here are re-exported so that cloud code names one errors module)::
 
     LinewatchError
+    ├── BundleError         a bundle that cannot be used or written (shared with the edge)
     ├── ConfigError         settings that cannot work (shared with the edge)
     ├── ImageDecodeError    bytes that are not an image we can read (shared with the edge)
     ├── DatasetError        a folder that is not in the MVTec AD layout, or empty
@@ -17,9 +18,10 @@ shared here are re-exported so that cloud code names one errors module)::
 
 from __future__ import annotations
 
-from edge.runtime.errors import ConfigError, ImageDecodeError, LinewatchError
+from edge.runtime.errors import BundleError, ConfigError, ImageDecodeError, LinewatchError
 
 __all__ = [
+    "BundleError",
     "ConfigError",
     "DatasetError",
     "DeployError",

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cloud.bundle_writer import UNREGISTERED, BundleSections, update_manifest, write_bundle
-from cloud.errors import TrainingError
+from cloud.errors import BundleError, TrainingError
 from cloud.signing import KeyPair
 from edge.runtime.bundle import (
     MANIFEST_FILE,
@@ -139,7 +139,7 @@ def test_update_refuses_an_invalid_value_and_writes_nothing(tmp_path: Path) -> N
     bundle = _write(tmp_path / "bundle")
     before = (tmp_path / "bundle" / MANIFEST_FILE).read_text()
 
-    with pytest.raises(ValueError, match=r"cannot set name to ''"):
+    with pytest.raises(BundleError, match=r"cannot set name to ''"):
         update_manifest(bundle, name="")
     assert (tmp_path / "bundle" / MANIFEST_FILE).read_text() == before
 

@@ -10,7 +10,10 @@ from cloud.db.models import (
     Node,
     Review,
     ReviewState,
+    Role,
     Sample,
+    SampleEmbedding,
+    User,
 )
 from cloud.db.session import DEFAULT_DB_URL, make_engine, make_session_factory
 
@@ -24,7 +27,10 @@ __all__ = [
     "Node",
     "Review",
     "ReviewState",
+    "Role",
     "Sample",
+    "SampleEmbedding",
+    "User",
     "current_revision",
     "head_revision",
     "make_engine",

@@ -20,7 +20,9 @@ from sqlalchemy import (
     Dialect,
     Float,
     ForeignKey,
+    Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -37,7 +39,10 @@ __all__ = [
     "Node",
     "Review",
     "ReviewState",
+    "Role",
     "Sample",
+    "SampleEmbedding",
+    "User",
     "UtcDateTime",
     "utc_now",
 ]
@@ -72,6 +77,14 @@ class ReviewState(StrEnum):
     PENDING = "pending"
     REVIEWED = "reviewed"
     SKIPPED = "skipped"
+
+
+class Role(StrEnum):
+    """What a person may do: each role can do everything the one before it can."""
+
+    OPERATOR = "operator"  # sees alerts and nodes
+    EXPERT = "expert"  # also reviews samples
+    ADMIN = "admin"  # also manages users
 
 
 class Base(DeclarativeBase):
@@ -170,7 +183,11 @@ class Sample(Base):
 
 
 class Review(Base):
-    """One expert's judgement of a sample (a sample may be reviewed more than once)."""
+    """One expert's judgement of a sample: an append-only trail, a correction is a new row.
+
+    The sample's ``label`` and ``review_state`` mirror its newest review, so the
+    queue never has to look at the trail.
+    """
 
     __tablename__ = "reviews"
 
@@ -180,7 +197,7 @@ class Review(Base):
     label: Mapped[str] = mapped_column(String(64))
     defect_type: Mapped[str | None] = mapped_column(String(128))
     comment: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)  # today's count
 
 
 class Deployment(Base):
@@ -224,3 +241,36 @@ class DeploymentTarget(Base):
     finished_at: Mapped[datetime | None]
 
     deployment: Mapped[Deployment] = relationship(back_populates="targets")
+
+
+class SampleEmbedding(Base):
+    """A sample's compact image descriptor, for the similar-past-cases search.
+
+    A table of its own rather than a column on ``samples``: rows are only ever
+    appended, so a search index catches up by reading ids above the last it saw.
+    """
+
+    __tablename__ = "sample_embeddings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sample_id: Mapped[str] = mapped_column(ForeignKey("samples.id"), unique=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id"), index=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float16, L2-normalised
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class User(Base):
+    """A person who may log in to the web app; never deleted, only disabled."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+# The review queue: pending samples of a verdict, oldest first.
+Index("ix_samples_queue", Sample.review_state, Sample.verdict, Sample.captured_at)

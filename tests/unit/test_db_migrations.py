@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-from cloud.db.migrate import current_revision, head_revision, upgrade
+from cloud.db.migrate import alembic_config, current_revision, head_revision, upgrade
 from cloud.db.models import Base
 from cloud.db.session import make_engine
 
@@ -16,7 +17,7 @@ from cloud.db.session import make_engine
 def test_upgrade_creates_every_table_and_matches_the_models(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'sub' / 'linewatch.db'}"  # the folder is created
 
-    assert upgrade(url) == head_revision() == "0002"
+    assert upgrade(url) == head_revision() == "0003"
 
     engine = make_engine(url)
     with engine.connect() as connection:
@@ -31,6 +32,8 @@ def test_upgrade_creates_every_table_and_matches_the_models(tmp_path: Path) -> N
         "model_versions",
         "deployments",
         "deployment_targets",
+        "users",
+        "sample_embeddings",
     }
     assert expected <= tables
     assert diff == []
@@ -40,7 +43,7 @@ def test_upgrade_twice_is_a_no_op(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'linewatch.db'}"
     assert current_revision(url) is None
     upgrade(url)
-    assert upgrade(url) == "0002"
+    assert upgrade(url) == "0003"
 
 
 def test_sqlite_runs_in_wal_with_foreign_keys(tmp_path: Path) -> None:
@@ -66,7 +69,7 @@ def test_rollout_records_survive_the_rollback_migration(tmp_path: Path) -> None:
         )
     engine.dispose()
 
-    assert upgrade(url) == "0002"
+    assert upgrade(url) == "0003"
 
     engine = make_engine(url)
     with engine.connect() as connection:
@@ -75,3 +78,17 @@ def test_rollout_records_survive_the_rollback_migration(tmp_path: Path) -> None:
         ).one()
     engine.dispose()
     assert tuple(row) == ("rollout", 1, "succeeded")
+
+
+def test_web_app_migration_downgrades_and_upgrades_again(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'linewatch.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        config = alembic_config(url)
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0002")
+        assert "users" not in inspect(connection).get_table_names()
+    engine.dispose()
+    assert current_revision(url) == "0002"
+    assert upgrade(url) == "0003"

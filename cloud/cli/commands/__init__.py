@@ -9,4 +9,5 @@ from cloud.cli.commands import (  # noqa: F401
     registry,
     synth,
     train,
+    users,
 )

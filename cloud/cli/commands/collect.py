@@ -1,4 +1,4 @@
-"""``linewatch collect``, ``alerts list``, ``samples list`` and ``db upgrade``.
+"""``linewatch collect``, ``alerts list``, ``samples list|review`` and ``db upgrade``.
 
 The database URL defaults to ``sqlite:///var/linewatch.db`` (a ``var/`` folder
 under the current directory, made on first use) or ``$LINEWATCH_DB_URL``; images
@@ -7,6 +7,7 @@ go to ``var/samples`` or ``$LINEWATCH_STORE_DIR``.
 
 from __future__ import annotations
 
+import getpass
 import json
 import re
 import signal
@@ -30,6 +31,7 @@ from cloud.db.migrate import require_migrated, upgrade
 from cloud.db.queries import list_alerts, list_samples
 from cloud.db.session import make_engine, make_session_factory
 from cloud.errors import ConfigError
+from cloud.review import Label, record_review
 
 _T = TypeVar("_T")
 
@@ -211,7 +213,11 @@ def samples_list(
         ),
     )
     if as_json:
-        typer.echo(json.dumps([s.to_json() for s in samples], indent=2))
+        rows = [
+            {**s.to_json(), "review": s.label if s.review_state == "reviewed" else None}
+            for s in samples
+        ]
+        typer.echo(json.dumps(rows, indent=2))
         return
     for s in samples:
         typer.echo(
@@ -219,6 +225,38 @@ def samples_list(
             f"score={s.image_score:.2f}  {s.review_state:<8}  {s.image_path}  {s.id}"
         )
     typer.echo(f"{len(samples)} sample(s)", err=True)
+
+
+@samples_app.command("review")
+def samples_review(
+    sample_id: Annotated[str, typer.Argument(metavar="ID", help="The sample's id.")],
+    label: Annotated[Label, typer.Option("--label", help="What the sample shows.")],
+    defect_type: Annotated[
+        str | None, typer.Option("--defect-type", help="With --label defect: crack, scratch…")
+    ] = None,
+    note: Annotated[str, typer.Option("--note", help="Free text kept with the review.")] = "",
+    reviewer: Annotated[
+        str | None, typer.Option("--reviewer", help="Who reviews; default cli:<login name>.")
+    ] = None,
+    db: Annotated[str | None, typer.Option("--db", help=DB_HELP)] = None,
+) -> None:
+    """Record a review; a second review of a sample is kept in its trail, not overwritten."""
+    url = require_migrated(_settings(db_url=db).db_url)
+    engine = make_engine(url, create_dirs=False)
+    try:
+        with make_session_factory(engine).begin() as session:
+            review = record_review(
+                session,
+                sample_id,
+                label,
+                reviewer or f"cli:{getpass.getuser()}",
+                defect_type=defect_type,
+                note=note,
+            )
+    finally:
+        engine.dispose()
+    kind = f" ({review.defect_type})" if review.defect_type else ""
+    typer.echo(f"sample {sample_id}: {review.label}{kind} by {review.reviewer}")
 
 
 @db_app.command("upgrade")

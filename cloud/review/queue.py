@@ -1,0 +1,90 @@
+"""The review queue: uncertain samples first, then abnormal ones nobody confirmed yet.
+
+Within a verdict the oldest comes first, so nothing waits forever; the order
+matches the ``ix_samples_queue`` index. Skipped ids stay out of this person's
+queue only (they are the caller's, not stored).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from sqlalchemy import Select, case, func, select
+from sqlalchemy.orm import Session
+
+from cloud.db.models import Node, ReviewState, Sample
+from cloud.db.queries import SampleView
+
+__all__ = ["queue_page", "queue_size", "sample_view", "sample_views"]
+
+_QUEUE_VERDICTS = ("uncertain", "abnormal")
+
+
+def sample_view(sample: Sample, owner: Node) -> SampleView:
+    """Return the view of one sample row and its node."""
+    return SampleView(
+        id=sample.id,
+        site=owner.site,
+        line=owner.line,
+        node=owner.node,
+        frame_id=sample.frame_id,
+        captured_at=sample.captured_at,
+        received_at=sample.received_at,
+        verdict=sample.verdict,
+        image_score=sample.image_score,
+        threshold=sample.threshold,
+        model_name=sample.model_name,
+        model_version=sample.model_version,
+        image_path=sample.image_path,
+        image_sha256=sample.image_sha256,
+        heatmap_path=sample.heatmap_path,
+        review_state=sample.review_state,
+        reviewed_at=sample.reviewed_at,
+        label=sample.label,
+    )
+
+
+def sample_views(session: Session, ids: Collection[str]) -> dict[str, SampleView]:
+    """Return the views of the samples with these ids (unknown ids are absent)."""
+    if not ids:
+        return {}
+    query = select(Sample, Node).join(Node, Sample.node_id == Node.id)
+    rows = session.execute(query.where(Sample.id.in_(list(ids))))
+    return {sample.id: sample_view(sample, owner) for sample, owner in rows}
+
+
+def _pending(skip: Collection[str]) -> Select[Sample, Node]:
+    query = (
+        select(Sample, Node)
+        .join(Node, Sample.node_id == Node.id)
+        .where(Sample.review_state == ReviewState.PENDING)
+        .where(Sample.verdict.in_(_QUEUE_VERDICTS))
+    )
+    if skip:
+        query = query.where(Sample.id.not_in(list(skip)))
+    return query
+
+
+def queue_page(
+    session: Session, *, skip: Collection[str] = (), limit: int = 1, offset: int = 0
+) -> list[SampleView]:
+    """Return the next samples to review, uncertain before abnormal, oldest first."""
+    uncertain_first = case((Sample.verdict == "uncertain", 0), else_=1)
+    query = (
+        _pending(skip)
+        .order_by(uncertain_first, Sample.captured_at, Sample.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return [sample_view(sample, owner) for sample, owner in session.execute(query)]
+
+
+def queue_size(session: Session) -> int:
+    """Return how many samples wait for review."""
+    query = (
+        select(func.count())
+        .select_from(Sample)
+        .where(Sample.review_state == ReviewState.PENDING)
+        .where(Sample.verdict.in_(_QUEUE_VERDICTS))
+    )
+    return int(session.execute(query).scalar_one())

@@ -12,10 +12,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
 
 from cloud.accounts import add_user
 from cloud.collector.store import BlobStore
@@ -145,3 +149,28 @@ class WebData:
 def _tick() -> timedelta:
     """Strictly increasing capture times, so 'earlier' is well defined."""
     return timedelta(milliseconds=next(_clock))
+
+
+def web_client(data: WebData, root: Path) -> TestClient:
+    """A TestClient on a web app over ``data`` (use it as a context manager)."""
+    from fastapi.testclient import TestClient
+
+    from cloud.web.app import create_app
+    from cloud.web.settings import WebSettings
+
+    settings = WebSettings(
+        db_url=data.db_url,
+        store_dir=data.store_dir,
+        var_dir=root / "var",
+        embed_interval_s=0.2,
+        live_poll_s=0.1,
+    )
+    return TestClient(create_app(settings), base_url="http://testserver")
+
+
+def login(client: TestClient, name: str, password: str = PASSWORD) -> str:
+    """Log in through the API; returns the CSRF token."""
+    answer = client.post("/api/v1/login", json={"username": name, "password": password})
+    assert answer.status_code == 200, answer.text
+    token: str = answer.json()["csrf_token"]
+    return token

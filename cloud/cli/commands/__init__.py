@@ -10,4 +10,5 @@ from cloud.cli.commands import (  # noqa: F401
     synth,
     train,
     users,
+    web,
 )

@@ -48,7 +48,7 @@ _SECURITY_HEADERS = {
 
 
 def _is_api(request: Request) -> bool:
-    return request.url.path.startswith("/api/")
+    return request.url.path.startswith("/api/") and request.url.path != "/api/docs"
 
 
 def _error(request: Request, status: int, message: str) -> Response:

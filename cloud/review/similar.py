@@ -11,14 +11,13 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud.db.models import Node, Sample, SampleEmbedding
+from cloud.db.models import Node, SampleEmbedding
 from cloud.db.queries import SampleView
 from cloud.review.embedding import EMBEDDING_DIM, decode_vector
 from cloud.review.queue import sample_views
@@ -33,7 +32,7 @@ _REFRESH_BATCH = 20_000
 
 @dataclass(frozen=True)
 class SimilarCase:
-    """One earlier sample of the same line and how alike it is (cosine, -1..1)."""
+    """One other sample of the same line and how alike it is (cosine, -1..1)."""
 
     similarity: float
     sample: SampleView
@@ -42,18 +41,15 @@ class SimilarCase:
 @dataclass
 class _LineVectors:
     ids: list[str] = field(default_factory=list)
-    captured_s: list[float] = field(default_factory=list)
     chunks: list[npt.NDArray[np.float32]] = field(default_factory=list)
     matrix: npt.NDArray[np.float32] = field(
         default_factory=lambda: np.zeros((0, EMBEDDING_DIM), np.float32)
     )
-    captured: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0, np.float64))
 
     def consolidate(self) -> None:
         if self.chunks:
             self.matrix = np.concatenate([self.matrix, *self.chunks])
             self.chunks = []
-            self.captured = np.asarray(self.captured_s, dtype=np.float64)
 
 
 class SimilarIndex:
@@ -82,17 +78,15 @@ class SimilarIndex:
                         SampleEmbedding.vector,
                         Node.site,
                         Node.line,
-                        Sample.captured_at,
                     )
                     .join(Node, SampleEmbedding.node_id == Node.id)
-                    .join(Sample, SampleEmbedding.sample_id == Sample.id)
                     .where(SampleEmbedding.id > self._last_id)
                     .order_by(SampleEmbedding.id)
                     .limit(_REFRESH_BATCH)
                 )
                 rows = session.execute(query).all()
-                for row_id, sample_id, vector, site, line, captured_at in rows:
-                    self._append((site, line), sample_id, decode_vector(vector), captured_at)
+                for row_id, sample_id, vector, site, line in rows:
+                    self._append((site, line), sample_id, decode_vector(vector))
                     self._last_id = row_id
                 added += len(rows)
                 if len(rows) < _REFRESH_BATCH:
@@ -103,20 +97,20 @@ class SimilarIndex:
             logger.debug("similar index refreshed added=%d total=%d", added, len(self))
         return added
 
-    def _append(
-        self, key: _LineKey, sample_id: str, vector: npt.NDArray[np.float32], at: datetime
-    ) -> None:
+    def _append(self, key: _LineKey, sample_id: str, vector: npt.NDArray[np.float32]) -> None:
         vectors = self._lines.setdefault(key, _LineVectors())
         position = len(vectors.ids)
         vectors.ids.append(sample_id)
-        vectors.captured_s.append(at.timestamp())
         vectors.chunks.append(vector.reshape(1, -1))
         self._position[sample_id] = (key, position)
 
     def nearest(self, sample_id: str, k: int = 6) -> list[tuple[str, float]]:
-        """Return up to ``k`` (id, similarity) of earlier samples of the same line, best first.
+        """Return up to ``k`` (id, similarity) of other samples of the same line, best first.
 
-        A sample the index has not read yet has no neighbours (refresh first).
+        Every stored sample is a past case to the reviewer, whatever its capture
+        time: the queue shows uncertain samples first, so a sample reviewed a
+        moment ago may have been captured after the one on screen. A sample the
+        index has not read yet has no neighbours (refresh first).
         """
         with self._lock:
             found = self._position.get(sample_id)
@@ -124,12 +118,12 @@ class SimilarIndex:
                 return []
             key, position = found
             vectors = self._lines[key]
-            matrix, captured = vectors.matrix, vectors.captured
+            matrix = vectors.matrix
         query = matrix[position]
         if not np.any(query):
             return []
         scores = matrix @ query
-        scores[captured >= captured[position]] = -np.inf  # earlier cases only (and not itself)
+        scores[position] = -np.inf  # not itself
         count = min(k, int(np.isfinite(scores).sum()))
         if count == 0:
             return []
@@ -138,7 +132,7 @@ class SimilarIndex:
         return [(vectors.ids[i], float(scores[i])) for i in best]
 
     def similar_cases(self, session: Session, sample_id: str, k: int = 6) -> list[SimilarCase]:
-        """Return the ``k`` most similar earlier samples with their current review labels."""
+        """Return the ``k`` most similar other samples with their current review labels."""
         neighbours = self.nearest(sample_id, k)
         views = sample_views(session, [found for found, _ in neighbours])
         return [

@@ -175,7 +175,7 @@ def samples(
 
 @router.get("/samples/{sample_id}", tags=["samples"])
 def sample(sample_id: str, user: Expert, session: DbSession, app: App) -> dict[str, Any]:
-    """One sample with its review trail (oldest first) and similar earlier cases."""
+    """One sample with its review trail, oldest first."""
     found = _sample_json(session, sample_id)
     trail = [
         r.__dict__ | {"created_at": r.created_at.isoformat()}
@@ -203,7 +203,7 @@ def similar(
     app: App,
     k: Annotated[int, Query(ge=1, le=50)] = 6,
 ) -> list[dict[str, Any]]:
-    """The most similar earlier samples of the same line, with their current labels."""
+    """The most similar other samples of the same line, with their current labels."""
     return [
         {**case.sample.to_json(), "similarity": round(case.similarity, 4)}
         for case in similar_cases_of(app, session, sample_id, k)

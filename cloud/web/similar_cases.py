@@ -12,7 +12,7 @@ __all__ = ["similar_cases_of"]
 
 
 def similar_cases_of(app: Services, session: Session, sample_id: str, k: int) -> list[SimilarCase]:
-    """Return the ``k`` most similar earlier samples of the sample's line.
+    """Return the ``k`` most similar other samples of the sample's line.
 
     Raises:
         SampleNotFound: no sample has this id.

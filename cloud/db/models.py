@@ -195,7 +195,7 @@ class Review(Base):
     sample_id: Mapped[str] = mapped_column(ForeignKey("samples.id"), index=True)
     reviewer: Mapped[str] = mapped_column(String(128))
     label: Mapped[str] = mapped_column(String(64))
-    defect_type: Mapped[str | None] = mapped_column(String(128))
+    defect_type: Mapped[str | None] = mapped_column(String(128), index=True)  # types seen
     comment: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)  # today's count
 

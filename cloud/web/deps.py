@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +14,7 @@ from cloud.accounts import UserView
 from cloud.db.models import Role
 from cloud.review import SimilarIndex
 from cloud.web.auth import check_csrf, current_user, require
+from cloud.web.expiring import Expiring
 from cloud.web.settings import WebSettings
 
 __all__ = ["Admin", "App", "Csrf", "Expert", "Operator", "Services", "User", "services"]
@@ -28,6 +29,8 @@ class Services:
     store_root: Path
     similar: SimilarIndex
     templates: Jinja2Templates
+    # The score distribution of thousands of reviews moves slowly; redraw it each minute.
+    score_chart: Expiring[str] = field(default_factory=lambda: Expiring[str](60.0))
 
 
 def services(request: Request) -> Services:

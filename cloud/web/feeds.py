@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from cloud.db.models import Alert, Node, ReviewState, Sample
+from cloud.db.models import Alert, Node, Review, ReviewState, Sample
 from cloud.db.queries import AlertView, SampleView
 from cloud.review.queue import sample_view
 
@@ -116,19 +116,17 @@ def alerts_per_hour(session: Session, now: datetime, hours: int = 24) -> dict[st
     return dict(sorted(counts.items()))
 
 
-def reviewed_scores(
-    session: Session, limit: int = 20_000
-) -> tuple[list[float], list[float], float]:
-    """Return the scores of reviewed normals and defects (score / threshold, 1.0 = threshold).
+def reviewed_scores(session: Session, limit: int = 5_000) -> tuple[list[float], list[float], float]:
+    """Return the scores of recently reviewed normals and defects (score / threshold).
 
     Scores are divided by their own threshold so models with different scales
-    share one axis; the third value is the threshold on that axis.
+    share one axis; the third value is the threshold on that axis. The newest
+    ``limit`` reviews are found through the reviews' primary key (no sort of
+    every sample), and each sample counts once, with its current label.
     """
-    query = (
-        select(Sample.label, Sample.image_score / func.nullif(Sample.threshold, 0.0))
-        .where(Sample.review_state == ReviewState.REVIEWED)
-        .order_by(Sample.reviewed_at.desc())
-        .limit(limit)
+    recent = select(Review.sample_id).order_by(Review.id.desc()).limit(limit).subquery()
+    query = select(Sample.label, Sample.image_score / func.nullif(Sample.threshold, 0.0)).where(
+        Sample.id.in_(select(recent.c.sample_id))
     )
     normals: list[float] = []
     defects: list[float] = []

@@ -165,7 +165,7 @@ def review_queue(request: Request, user: Expert, app: App, session: DbSession) -
     midnight = utc_now().replace(hour=0, minute=0, second=0, microsecond=0)
     upcoming = queue_page(session, skip=_skipped(request), limit=1)
     context = _sample_context(app, session, upcoming[0].id) if upcoming else {"sample": None}
-    normals, defects, threshold = reviewed_scores(session)
+    histogram = app.score_chart.get(lambda: score_histogram_svg(*reviewed_scores(session)))
     return _render(
         app,
         request,
@@ -174,7 +174,7 @@ def review_queue(request: Request, user: Expert, app: App, session: DbSession) -
         queue_size=queue_size(session),
         reviewed_today=reviews_since(session, midnight),
         defect_types=defect_types_seen(session),
-        histogram=score_histogram_svg(normals, defects, threshold),
+        histogram=histogram,
         **context,
     )
 

@@ -138,7 +138,7 @@ class Alert(Base):
     node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id"), index=True)
     frame_id: Mapped[str] = mapped_column(String(256))
     captured_at: Mapped[datetime] = mapped_column(index=True)
-    received_at: Mapped[datetime] = mapped_column(default=utc_now)
+    received_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)  # live feed
     verdict: Mapped[str] = mapped_column(String(16))
     image_score: Mapped[float] = mapped_column(Float)
     threshold: Mapped[float] = mapped_column(Float)

@@ -1,8 +1,9 @@
 """The web app: users, image embeddings for similar cases, indexes for the review queue.
 
 Reviews already form an append-only trail (0001); this adds indexes on their
-time (today's throughput) and defect type (the types seen so far), and one
-matching the review queue's order.
+time (today's throughput) and defect type (the types seen so far), one
+matching the review queue's order, and one on when alerts arrived (the live feed
+asks for what arrived since its last poll).
 
 Revision ID: 0003
 Revises: 0002
@@ -50,6 +51,7 @@ def upgrade() -> None:
     op.create_index("ix_sample_embeddings_node_id", "sample_embeddings", ["node_id"], unique=False)
     op.create_index("ix_reviews_created_at", "reviews", ["created_at"], unique=False)
     op.create_index("ix_reviews_defect_type", "reviews", ["defect_type"], unique=False)
+    op.create_index("ix_alerts_received_at", "alerts", ["received_at"], unique=False)
     op.create_index(
         "ix_samples_queue", "samples", ["review_state", "verdict", "captured_at"], unique=False
     )
@@ -58,6 +60,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     """Downgrade schema (users and embeddings are dropped; reviews stay)."""
     op.drop_index("ix_samples_queue", table_name="samples")
+    op.drop_index("ix_alerts_received_at", table_name="alerts")
     op.drop_index("ix_reviews_defect_type", table_name="reviews")
     op.drop_index("ix_reviews_created_at", table_name="reviews")
     op.drop_index("ix_sample_embeddings_node_id", table_name="sample_embeddings")

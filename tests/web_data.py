@@ -25,8 +25,9 @@ from cloud.accounts import add_user
 from cloud.collector.store import BlobStore
 from cloud.db.migrate import upgrade
 from cloud.db.models import Role
-from cloud.db.repository import AlertRecord, MessageWriter, NodeKey, SampleRecord
+from cloud.db.repository import AlertRecord, MessageWriter, SampleRecord
 from cloud.db.session import make_engine, make_session_factory
+from edge.runtime.mqtt_link import NodeIdentity
 
 PASSWORD = "correct horse battery"
 _clock = itertools.count()
@@ -96,7 +97,7 @@ class WebData:
         at = captured_at or (datetime.now(UTC) - timedelta(hours=1) + _tick())
         record = SampleRecord(
             id=uuid.uuid4().hex,
-            node=NodeKey("plant1", line, node),
+            node=NodeIdentity("plant1", line, node),
             frame_id=f"frame-{uuid.uuid4().hex[:8]}",
             captured_at=at,
             received_at=at,
@@ -128,7 +129,7 @@ class WebData:
         at = captured_at or datetime.now(UTC)
         record = AlertRecord(
             id=uuid.uuid4().hex,
-            node=NodeKey("plant1", line, node),
+            node=NodeIdentity("plant1", line, node),
             frame_id=f"frame-{uuid.uuid4().hex[:8]}",
             captured_at=at,
             received_at=at,

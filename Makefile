@@ -48,6 +48,8 @@ bench: $(STAMP)
 	$(PY) bench/edge_serving.py
 	$(PY) bench/mqtt_pipeline.py
 	$(PY) bench/rollout.py
+	$(PY) bench/web_review.py
+	$(PY) bench/web_live.py
 
 clean:
 	rm -rf $(VENV) var/

@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import signal
+import ssl
 import statistics
 import subprocess
 import sys
@@ -37,9 +38,11 @@ from cloud.collector.store import BlobStore  # noqa: E402
 from cloud.db.models import Role  # noqa: E402
 from cloud.db.session import make_engine, make_session_factory  # noqa: E402
 from cloud.demo.processes import free_port  # noqa: E402
+from cloud.pki import init_ca, issue_certificate, load_ca  # noqa: E402
 from edge.mqtt import MqttConfig, build_mqtt_sink  # noqa: E402
 from edge.runtime.mqtt_link import NodeIdentity  # noqa: E402
 from edge.runtime.policy import Verdict  # noqa: E402
+from edge.runtime.tls import Role as CertRole  # noqa: E402
 from tests.plugins.mqtt import Broker, build_frame  # noqa: E402
 from tests.web_data import PASSWORD, WebData  # noqa: E402
 
@@ -64,9 +67,10 @@ _LISTEN = """() => {
 }"""
 
 
-def _answers(url: str) -> bool:
+def _answers(url: str, ca: Path) -> bool:
+    context = ssl.create_default_context(cafile=str(ca))
     try:
-        with urllib.request.urlopen(url, timeout=1) as response:
+        with urllib.request.urlopen(url, timeout=1, context=context) as response:
             return bool(response.status == 200)
     except (URLError, OSError):
         return False
@@ -82,17 +86,23 @@ def _wait(condition: object, timeout_s: float, what: str) -> None:
 
 
 def _start_web(work: Path, data: WebData, poll_s: float) -> tuple[subprocess.Popen[bytes], str]:
+    """``linewatch web`` over HTTPS, as a plant runs it, with a certificate of a fresh CA."""
+    init_ca(work / "pki")
+    ca = load_ca(work / "pki")
+    cert = issue_certificate(ca, "web", CertRole.WEB)
     port = free_port()
     command = [
         str(Path(sys.executable).parent / "linewatch"), "web", "--db", data.db_url,
         "--store", str(work / "store"), "--listen", f"127.0.0.1:{port}",
         "--var-dir", str(work / "var"),
+        "--tls-cert", str(cert.certificate), "--tls-key", str(cert.private_key),
     ]  # fmt: skip
     env = {**os.environ, "LINEWATCH_LIVE_POLL_S": str(poll_s)}
     with (work / "web.log").open("wb") as log:
         server = subprocess.Popen(command, stdout=log, stderr=log, cwd=work, env=env)
-    url = f"http://127.0.0.1:{port}"
-    _wait(lambda: server.poll() is None and _answers(f"{url}/login"), 90, "linewatch web")
+    url = f"https://127.0.0.1:{port}"
+    ready = f"{url}/login"
+    _wait(lambda: server.poll() is None and _answers(ready, ca.certificate_path), 90, "web")
     return server, url
 
 
@@ -131,7 +141,7 @@ def run(poll_s: float, alerts: int, rate: float) -> list[float]:
         try:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                page = browser.new_page()
+                page = browser.new_page(ignore_https_errors=True)  # the plant CA is not in it
                 page.goto(f"{url}/login")
                 page.fill("input[name=username]", "bench")
                 page.fill("input[name=password]", PASSWORD)

@@ -204,7 +204,7 @@ def issue_certificate(
     key = ec.generate_private_key(ec.SECP256R1())
     now = _now()
     usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
-    if role in (Role.NODE, Role.COLLECTOR):
+    if role in (Role.NODE, Role.COLLECTOR, Role.WEB):
         usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
     subject = x509.Name(
         [

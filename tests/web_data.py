@@ -166,7 +166,7 @@ def web_client(data: WebData, root: Path) -> TestClient:
         embed_interval_s=0.2,
         live_poll_s=0.1,
     )
-    return TestClient(create_app(settings), base_url="http://testserver")
+    return TestClient(create_app(settings), base_url="https://testserver")
 
 
 def login(client: TestClient, name: str, password: str = PASSWORD) -> str:

@@ -28,7 +28,7 @@ from cloud.review import ReviewError, SampleNotFound, SimilarIndex, embed_missin
 from cloud.web import api, pages
 from cloud.web.auth import CSRF_HEADER, CsrfRejected, Forbidden, LoginRequired
 from cloud.web.deps import Services
-from cloud.web.settings import WebSettings, session_secret
+from cloud.web.settings import WebSettings, cookies_secure, session_secret
 
 __all__ = ["SESSION_COOKIE", "create_app"]
 
@@ -166,7 +166,7 @@ def create_app(settings: WebSettings) -> FastAPI:
         session_cookie=SESSION_COOKIE,
         max_age=settings.session_max_age_s,
         same_site="lax",
-        https_only=settings.secure_cookies,
+        https_only=cookies_secure(settings),
     )
 
     @app.middleware("http")

@@ -13,7 +13,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from cloud.db.session import DEFAULT_DB_URL
 from cloud.errors import ConfigError
 
-__all__ = ["WebSettings", "listen_address", "load_web_settings", "session_secret"]
+__all__ = [
+    "WebSettings",
+    "cookies_secure",
+    "listen_address",
+    "load_web_settings",
+    "session_secret",
+    "tls_files",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +39,10 @@ class WebSettings(BaseSettings):
     web_secret: SecretStr | None = Field(default=None, repr=False)
     var_dir: Path = Path("var")  # where a generated session secret is kept
     session_max_age_s: int = Field(default=8 * 3600, ge=60)
-    secure_cookies: bool = False  # True behind HTTPS: cookies only over TLS
+    tls_cert: Path | None = None  # the server certificate (linewatch certs issue --web NAME)
+    tls_key: Path | None = None
+    insecure: bool = False  # plain HTTP, for a lab: logged as a warning
+    secure_cookies: bool | None = None  # default: on unless insecure (cookies only over TLS)
     live_poll_s: float = Field(default=0.5, gt=0, le=10)
     embed_interval_s: float = Field(default=2.0, gt=0)
     embed_batch: int = Field(default=500, ge=1)
@@ -51,6 +61,34 @@ def load_web_settings(**flags: object) -> WebSettings:
         field = ".".join(str(part) for part in first["loc"])
         msg = f"setting {field}: {first['msg']} (got {first.get('input')!r})"
         raise ConfigError(msg) from exc
+
+
+def cookies_secure(settings: WebSettings) -> bool:
+    """Whether session cookies travel only over TLS: yes, unless the server runs insecure."""
+    if settings.secure_cookies is not None:
+        return settings.secure_cookies
+    return not settings.insecure
+
+
+def tls_files(settings: WebSettings) -> tuple[Path, Path] | None:
+    """The certificate and key to serve HTTPS with, or None when ``insecure``.
+
+    Raises:
+        ConfigError: neither TLS files nor ``insecure``, or a file that is missing.
+    """
+    if settings.insecure:
+        return None
+    if settings.tls_cert is None or settings.tls_key is None:
+        msg = (
+            "the web app serves HTTPS: pass --tls-cert and --tls-key (a server certificate, "
+            "e.g. `linewatch certs issue --web NAME --host HOSTNAME`), or --insecure for a lab"
+        )
+        raise ConfigError(msg)
+    for path in (settings.tls_cert, settings.tls_key):
+        if not path.is_file():
+            msg = f"TLS file {path} does not exist; issue one with `linewatch certs issue --web`"
+            raise ConfigError(msg)
+    return settings.tls_cert, settings.tls_key
 
 
 def listen_address(text: str) -> tuple[str, int]:

@@ -45,6 +45,7 @@ class Role(StrEnum):
     DEPLOYER = "deployer"  # the cloud's deployer: may push, activate and roll back models
     COLLECTOR = "collector"  # reads the collectors' shared MQTT subscription
     CLIENT = "client"  # may ask a node for inspections, nothing else
+    WEB = "web"  # the operators' web app: serves HTTPS, calls no node
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import urllib.request
@@ -22,7 +23,9 @@ from sqlalchemy import select
 
 from cloud.db.models import Review, Role, Sample
 from cloud.demo.processes import free_port
+from cloud.pki import init_ca, issue_certificate, load_ca
 from edge.runtime.policy import Verdict
+from edge.runtime.tls import Role as CertRole
 from tests.plugins.mqtt import Broker, CollectorFactory, FrameFactory, SinkFactory, wait_for
 from tests.web_data import PASSWORD, WebData
 
@@ -41,9 +44,10 @@ CHROMIUM_ARGS = [
 LINEWATCH = str(Path(sys.executable).parent / "linewatch")
 
 
-def _answers(url: str) -> bool:
+def _answers(url: str, ca: Path) -> bool:
+    context = ssl.create_default_context(cafile=str(ca))  # verified, as a person's browser would
     try:
-        with urllib.request.urlopen(url, timeout=1) as response:
+        with urllib.request.urlopen(url, timeout=1, context=context) as response:
             return bool(response.status == 200)
     except (URLError, OSError):
         return False
@@ -51,20 +55,28 @@ def _answers(url: str) -> bool:
 
 @pytest.fixture
 def web_server(tmp_path: Path) -> Iterator[tuple[str, WebData]]:
-    """``linewatch web`` on a free port over a fresh database; stopped after the test."""
+    """``linewatch web`` over HTTPS on a free port and a fresh database; stopped after."""
     data = WebData.create(tmp_path / "data")
     data.add_user("alice", Role.EXPERT)
+    init_ca(tmp_path / "pki")
+    ca = load_ca(tmp_path / "pki")
+    web_cert = issue_certificate(ca, "web", CertRole.WEB)
     port = free_port()
     command = [
         LINEWATCH, "web", "--db", data.db_url, "--store", str(tmp_path / "store"),
         "--listen", f"127.0.0.1:{port}", "--var-dir", str(tmp_path / "var"),
+        "--tls-cert", str(web_cert.certificate), "--tls-key", str(web_cert.private_key),
     ]  # fmt: skip
     env = {**os.environ, "LINEWATCH_LIVE_POLL_S": "0.1", "LINEWATCH_EMBED_INTERVAL_S": "0.2"}
     with (tmp_path / "web.log").open("wb") as log:
         server = subprocess.Popen(command, stdout=log, stderr=log, cwd=tmp_path, env=env)
-    url = f"http://127.0.0.1:{port}"
+    url = f"https://127.0.0.1:{port}"
     try:
-        wait_for(lambda: server.poll() is None and _answers(f"{url}/login"), 60, "linewatch web")
+
+        def ready() -> bool:
+            return server.poll() is None and _answers(f"{url}/login", ca.certificate_path)
+
+        wait_for(ready, 60, "linewatch web")
         yield url, data
     finally:
         server.send_signal(signal.SIGINT)
@@ -92,7 +104,9 @@ def test_live_alert_and_keyboard_review(
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page()
+            # The plant CA is not in this headless browser's trust store; urllib above
+            # verified the server against it.
+            page = browser.new_page(ignore_https_errors=True)
             page.goto(f"{url}/alerts")
             expect(page).to_have_url(f"{url}/login?next=/alerts")
             page.fill("input[name=username]", "alice")

@@ -42,6 +42,7 @@ def test_login_sets_a_safe_cookie_and_returns_the_csrf_token(client: TestClient)
     assert cookie.startswith(f"{SESSION_COOKIE}=")
     assert "httponly" in cookie.lower() and "samesite=lax" in cookie.lower()
     assert "max-age=" in cookie.lower()
+    assert "; secure" in cookie.lower()  # HTTPS by default: the cookie never travels in clear
     assert client.get("/api/v1/me").json() == {"username": "alice", "role": "expert"}
 
 

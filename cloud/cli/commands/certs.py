@@ -44,6 +44,9 @@ def certs_issue(
     client: Annotated[
         str | None, typer.Option("--client", help="Issue an inspect-only client's.")
     ] = None,
+    web: Annotated[
+        str | None, typer.Option("--web", help="Issue the web app's HTTPS certificate.")
+    ] = None,
     name: Annotated[
         str | None, typer.Option("--name", help="Name for --deployer or --collector.")
     ] = None,
@@ -63,10 +66,11 @@ def certs_issue(
         (Role.DEPLOYER, (name or "deployer") if deployer else None),
         (Role.COLLECTOR, (name or "collector") if collector else None),
         (Role.CLIENT, client),
+        (Role.WEB, web),
     ]
     picked = [(role, value) for role, value in chosen if value]
     if len(picked) != 1:
-        msg = "give exactly one of --node, --deployer, --collector, --client"
+        msg = "give exactly one of --node, --deployer, --collector, --client, --web"
         raise typer.BadParameter(msg)
     role, identity = picked[0]
     issued = issue_certificate(load_ca(directory), identity, role, hosts=hosts or (), days=days)

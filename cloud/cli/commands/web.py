@@ -33,18 +33,47 @@ def web(
         Path | None,
         typer.Option("--var-dir", help="Where a generated session key is kept. [default var]"),
     ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="HTTPS certificate. [env LINEWATCH_TLS_CERT]")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option("--tls-key", help="Its private key. [env LINEWATCH_TLS_KEY]")
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Serve plain HTTP (a lab only; logs a warning).")
+    ] = False,
 ) -> None:
     """Serve live alerts, the review queue, nodes and models, and /api/v1, until interrupted."""
     import uvicorn
 
     from cloud.web.app import create_app
-    from cloud.web.settings import listen_address, load_web_settings
+    from cloud.web.settings import listen_address, load_web_settings, tls_files
 
     settings = load_web_settings(
-        db_url=db, store_dir=store, listen=listen, tracking_uri=tracking_uri, var_dir=var_dir
+        db_url=db,
+        store_dir=store,
+        listen=listen,
+        tracking_uri=tracking_uri,
+        var_dir=var_dir,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        insecure=insecure or None,
     )
     host, port = listen_address(settings.listen)
+    files = tls_files(settings)
+    if files is None:
+        logger.warning("serving plain HTTP (--insecure): passwords and sessions cross unencrypted")
     upgrade(settings.db_url)
     application = create_app(settings)
-    typer.echo(f"serving http://{host}:{port}/ on {settings.db_url.split('@')[-1]}", err=True)
-    uvicorn.run(application, host=host, port=port, log_level="warning", proxy_headers=False)
+    scheme = "http" if files is None else "https"
+    where = settings.db_url.split("@")[-1]
+    typer.echo(f"serving {scheme}://{host}:{port}/ on {where}", err=True)
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        log_level="warning",
+        proxy_headers=False,
+        ssl_certfile=str(files[0]) if files else None,
+        ssl_keyfile=str(files[1]) if files else None,
+    )

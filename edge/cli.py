@@ -19,6 +19,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
+from edge.authz import tls_files
 from edge.camera import IMAGE_SUFFIXES
 from edge.node import EdgeNode, engine_options
 from edge.runtime.bundle import load_bundle
@@ -97,6 +98,18 @@ def serve(  # one flag per setting a user may want on the command line
     advertise: Annotated[
         str | None, typer.Option(help="host:port the cloud reaches this node at.")
     ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(help="This node's certificate (`linewatch certs issue --node NAME`)."),
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="This node's private key.")] = None,
+    tls_ca: Annotated[Path | None, typer.Option(help="The plant CA certificate (ca.pem).")] = None,
+    tls_crl: Annotated[
+        Path | None, typer.Option(help="The CA's revocation list (crl.pem); re-read on change.")
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Plaintext gRPC, no client certificates (a lab).")
+    ] = False,
 ) -> None:
     """Serve verdicts over gRPC and inspect a camera until SIGTERM or Ctrl-C."""
     settings = load_settings(
@@ -119,7 +132,13 @@ def serve(  # one flag per setting a user may want on the command line
         mqtt_tls_ca=mqtt_tls_ca,
         outbox_dir=outbox,
         advertise_address=advertise,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        tls_ca=tls_ca,
+        tls_crl=tls_crl,
+        insecure=insecure or None,  # not given: the environment or the file decides
     )
+    tls_files(settings)  # no certificates and no --insecure: stop before opening anything
     stop = _stop_on_signals()
     edge_node = EdgeNode(settings)
     port = edge_node.start()

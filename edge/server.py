@@ -28,6 +28,7 @@ from linewatch.v1 import (
 )
 
 from edge.admission import AdmissionLimits, CallGate, limits_for
+from edge.authz import node_transport
 from edge.frames import VerdictSink
 from edge.inspector import Inspection, Inspector
 from edge.metrics import NodeMetrics
@@ -371,8 +372,9 @@ def build_server(
         The started server and the port it bound.
 
     Raises:
-        ConfigError: the address cannot be bound.
+        ConfigError: the address cannot be bound, or TLS is not set up (``edge.authz``).
     """
+    transport = node_transport(settings, metrics)  # refuses before anything is started
     pool = ThreadPoolExecutor(settings.inference_workers, thread_name_prefix="inspect")
     limits = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
@@ -380,7 +382,10 @@ def build_server(
     ]
     server = grpc.server(
         ThreadPoolExecutor(settings.grpc_workers, thread_name_prefix="grpc"),
-        interceptors=[ErrorMappingInterceptor(metrics, limits_for(settings.grpc_workers))],
+        interceptors=[  # authorisation first: a refused caller takes no admission slot
+            *transport.interceptors,
+            ErrorMappingInterceptor(metrics, limits_for(settings.grpc_workers)),
+        ],
         options=limits,
     )
     servicer = InspectionServicer(
@@ -403,7 +408,10 @@ def build_server(
     )
     bind = address or settings.grpc
     try:
-        port = server.add_insecure_port(bind)
+        if transport.credentials is None:
+            port = server.add_insecure_port(bind)
+        else:
+            port = server.add_secure_port(bind, transport.credentials)
     except RuntimeError as exc:
         port = 0
         logger.debug("bind failed address=%s reason=%s", bind, exc)
@@ -417,5 +425,6 @@ def build_server(
         health_servicer.set(MODEL_SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
     inspector.slot.add_listener(lambda active: node_server.set_serving(active is not None))
     server.start()
-    logger.info("grpc serving address=%s port=%d", bind, port)
+    tls = transport.credentials is not None
+    logger.info("grpc serving address=%s port=%d mutual_tls=%s", bind, port, tls)
     return node_server, port

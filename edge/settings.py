@@ -104,6 +104,19 @@ class EdgeSettings(BaseSettings):
     parity_score_tolerance: float = Field(default=0.05, ge=0.0)
     parity_map_tolerance: float = Field(default=0.1, ge=0.0)
 
+    # gRPC security: mutual TLS with the plant CA's certificates, plaintext only on request.
+    tls_cert: Path | None = Field(
+        default=None, description="this node's certificate (linewatch certs issue --node NAME)"
+    )
+    tls_key: Path | None = Field(default=None, description="this node's private key")
+    tls_ca: Path | None = Field(default=None, description="the plant CA certificate (ca.pem)")
+    tls_crl: Path | None = Field(
+        default=None, description="the CA's revocation list (crl.pem), re-read when it changes"
+    )
+    insecure: bool = Field(
+        default=False, description="serve plaintext gRPC with no client certificates (a lab)"
+    )
+
     @field_validator("grpc")
     @classmethod
     def _host_port(cls, value: str) -> str:

@@ -144,9 +144,14 @@ class GateSink(ListSink):
 
 @pytest.fixture
 def edge_settings(tmp_path: Path) -> EdgeSettings:
-    """Settings for a node in a temp directory, small and quick to retry."""
+    """Settings for a node in a temp directory, small and quick to retry.
+
+    Plaintext (``insecure``): these tests are about serving; mTLS has its own
+    (tests/integration/test_node_mtls.py).
+    """
     return EdgeSettings(
         grpc="127.0.0.1:0",
+        insecure=True,
         record_dir=tmp_path / "record",
         shutdown_grace_s=5.0,
         reconnect_initial_s=0.02,

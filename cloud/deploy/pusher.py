@@ -21,6 +21,7 @@ from linewatch.v1 import common_pb2, model_service_pb2, model_service_pb2_grpc
 
 from cloud.errors import DeployError, NodeRefused, NodeUnreachable
 from edge.runtime.bundle import file_sha256, load_bundle
+from edge.runtime.tls import TlsFiles, channel_credentials
 
 __all__ = [
     "ClientOptions",
@@ -101,6 +102,7 @@ class ClientOptions:
     chunk_bytes: int = 1 << 20
     max_attempts: int = 4
     retry_delay_s: float = 0.2
+    tls: TlsFiles | None = None  # the deployer's certificate; None: plaintext (--insecure)
 
 
 @dataclass(frozen=True)
@@ -133,16 +135,34 @@ def _label(ref: common_pb2.ModelRef) -> str:
     return f"{ref.name}:{ref.version}" if ref.name else ""
 
 
+def _handshake_failure(address: str, details: str) -> str | None:
+    """What to do about a TLS handshake that failed, when gRPC's details tell which side."""
+    if "Hostname Verification" in details or "not in peer certificate" in details:
+        host = address.rpartition(":")[0].strip("[]")
+        return (
+            f"the node's TLS certificate does not name {host}; issue the node certificate with "
+            f"`linewatch certs issue --node NAME --host {host}` (or dial it by a name it has)"
+        )
+    if "CERTIFICATE_VERIFY_FAILED" in details:
+        return (
+            "the node's TLS certificate is not from the plant CA given as --tls-ca; "
+            "give the node a certificate from `linewatch certs issue --node NAME`"
+        )
+    return None
+
+
 class NodeClient:
     """One node's ModelService; use as a context manager to close the channel."""
 
     def __init__(self, address: str, options: ClientOptions | None = None) -> None:
         self.address = address
         self.options = options or ClientOptions()
-        limit = self.options.chunk_bytes + 64 * 1024
-        self._channel = grpc.insecure_channel(
-            address, options=[("grpc.max_send_message_length", limit)]
-        )
+        channel_options = [("grpc.max_send_message_length", self.options.chunk_bytes + 64 * 1024)]
+        if self.options.tls is None:
+            self._channel = grpc.insecure_channel(address, options=channel_options)
+        else:  # reads the files: a missing one is a ConfigError naming it
+            credentials = channel_credentials(self.options.tls)
+            self._channel = grpc.secure_channel(address, credentials, options=channel_options)
         self._stub = model_service_pb2_grpc.ModelServiceStub(self._channel)  # type: ignore[no-untyped-call]
 
     def __enter__(self) -> NodeClient:
@@ -157,6 +177,9 @@ class NodeClient:
 
     def _error(self, exc: grpc.RpcError, action: str) -> DeployError:
         code: grpc.StatusCode = exc.code()
+        handshake = _handshake_failure(self.address, str(exc.details()))
+        if handshake is not None:
+            return NodeUnreachable(f"node {self.address}: {action} failed, {handshake}")
         if code in _RETRYABLE:
             msg = f"node {self.address}: {action} failed, node unreachable ({code.name}: "
             return NodeUnreachable(msg + f"{exc.details()}); is it running and the address right?")

@@ -68,7 +68,23 @@ def test_keys_register_promote_deploy_status_rollback(
         assert f"version {version}, signed with keys/signing.key" in registered
     _ok(_run(["promote", "--name", "line3", "--version", "1"], cwd))
 
-    node = start_node_process(tmp_path / "models", cwd / "keys" / "signing.pub", tmp_path / "rec")
+    # TLS by default: without the deployer's certificate nothing is dialled.
+    refused = _run(["deploy", "--name", "line3", "--nodes", "127.0.0.1:1", *db], cwd)
+    assert refused.returncode == 1
+    (line,) = refused.stderr.strip().splitlines()
+    assert line.startswith("error: deployer TLS: keys/pki/deployer-deployer.pem")
+    assert "`linewatch certs issue --deployer`" in line and "--insecure" in line
+    _ok(_run(["certs", "init"], cwd))
+    _ok(_run(["certs", "issue", "--deployer"], cwd))
+    _ok(_run(["certs", "issue", "--node", "cam-07"], cwd))
+    pki = cwd / "keys" / "pki"
+    node_tls = ("--tls-cert", str(pki / "node-cam-07.pem"), "--tls-key")
+    node_tls += (str(pki / "node-cam-07.key"), "--tls-ca", str(pki / "ca.pem"))
+    node_tls += ("--tls-crl", str(pki / "crl.pem"))
+
+    node = start_node_process(
+        tmp_path / "models", cwd / "keys" / "signing.pub", tmp_path / "rec", security=node_tls
+    )
     try:
         deployed = _ok(_run(["deploy", "--name", "line3", "--nodes", node.address, *db], cwd))
         assert "deploying line3:1" in deployed and "succeeded" in deployed
@@ -121,13 +137,13 @@ def test_unreachable_node_fails_the_deploy_with_one_line(
     _ok(_run(["register", "--bundle", str(bundle_maker(key=None).directory), "--name", "l1"], cwd))
     _ok(_run(["promote", "--name", "l1", "--version", "1"], cwd))
 
-    result = _run(
-        ["deploy", "--name", "l1", "--nodes", "127.0.0.1:1", "--db", f"sqlite:///{tmp_path}/d.db"],
-        cwd,
-    )
+    db = ["--db", f"sqlite:///{tmp_path}/d.db"]
+    result = _run(["deploy", "--name", "l1", "--nodes", "127.0.0.1:1", *db, "--insecure"], cwd)
 
     assert result.returncode == 1
-    assert result.stderr.startswith("error: deploy of l1:1: 1 of 1 nodes not updated (127.0.0.1:1)")
+    *warnings, last = result.stderr.strip().splitlines()
+    assert last.startswith("error: deploy of l1:1: 1 of 1 nodes not updated (127.0.0.1:1)")
+    assert "WARNING" in warnings[0] and "PLAINTEXT" in warnings[0]
     assert "127.0.0.1:1" in result.stdout and "failed" in result.stdout
     usage = _run(["deploy", "--nodes", "127.0.0.1:1"], cwd)
     assert usage.returncode == 2 and "--name" in usage.stderr
@@ -138,10 +154,11 @@ def test_a_rollback_that_reaches_no_node_is_recorded_as_failed(tmp_path: Path) -
     cwd.mkdir()
     db = ["--db", f"sqlite:///{tmp_path}/d.db"]
 
-    result = _run(["rollback", "--node", "127.0.0.1:1", *db], cwd)
+    result = _run(["rollback", "--node", "127.0.0.1:1", "--insecure", *db], cwd)
 
     assert result.returncode == 1
-    assert result.stderr.startswith("error: rollback: 1 of 1 nodes not rolled back (127.0.0.1:1)")
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: rollback: 1 of 1 nodes not rolled back (127.0.0.1:1)")
     record = json.loads(_ok(_run(["deploy", "status", "--json", *db], cwd)))
     assert (record["kind"], record["state"]) == ("rollback", "failed")
     assert record["targets"][0]["state"] == "failed"
@@ -166,6 +183,7 @@ def test_watch_rolls_out_each_time_the_alias_moves(
     _ok(_run(["promote", "--name", "line3", "--version", "1"], cwd))
     node = start_node_process(tmp_path / "models", cwd / "keys" / "signing.pub", tmp_path / "rec")
     watch = ["deploy", "--name", "line3", "--nodes", node.address, "--watch", "--interval", "0.3"]
+    watch.append("--insecure")  # a lab node: start_node_process serves plaintext
     watcher = subprocess.Popen(
         [str(LINEWATCH), *watch, *db],
         cwd=cwd,

@@ -50,6 +50,7 @@ def test_missing_bundle_is_one_error_line(tmp_path: Path) -> None:
         "127.0.0.1:0",
         "--record-dir",
         str(tmp_path / "record"),
+        "--insecure",
         cwd=tmp_path,
     )
     assert result.returncode == 1
@@ -63,6 +64,16 @@ def test_bad_setting_is_one_error_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("error: setting 'grpc'")
     assert "Traceback" not in result.stderr
+
+
+def test_serve_without_certificates_or_insecure_is_one_error_line(tmp_path: Path) -> None:
+    result = _run("serve", "--grpc", "127.0.0.1:0", "--node", "cam-07", cwd=tmp_path)
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: grpc: node 'cam-07' has no TLS certificate; pass --tls-cert")
+    assert "`linewatch certs issue --node cam-07`" in line and "--insecure" in line
+    assert result.stdout == ""  # nothing was served, not even for a moment
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_unknown_flag_is_a_usage_error(tmp_path: Path) -> None:
@@ -118,6 +129,7 @@ def test_serve_inspects_the_camera_answers_grpc_and_stops_on_sigterm(
             "cam-07",
             "--config",
             str(config),
+            "--insecure",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -166,6 +178,7 @@ def test_serve_inspects_the_camera_answers_grpc_and_stops_on_sigterm(
         errors = process.stderr.read()
         process.stderr.close()
     assert "Traceback" not in errors
+    assert "WARNING" in errors and "PLAINTEXT" in errors  # --insecure is never silent
     remaining = []
     while not lines.empty():
         remaining.append(lines.get())

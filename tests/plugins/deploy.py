@@ -207,9 +207,18 @@ class NodeProcess:
 
 
 def start_node_process(
-    model_dir: Path, trusted_key: Path, record_dir: Path, *, timeout_s: float = 30.0
+    model_dir: Path,
+    trusted_key: Path,
+    record_dir: Path,
+    *,
+    timeout_s: float = 30.0,
+    security: tuple[str, ...] = ("--insecure",),
 ) -> NodeProcess:
-    """Start ``linewatch-edge serve --model-dir … --grpc 127.0.0.1:0``; wait for its address."""
+    """Start ``linewatch-edge serve --model-dir … --grpc 127.0.0.1:0``; wait for its address.
+
+    Args:
+        security: ``--insecure`` (plaintext), or the node's ``--tls-*`` flags and paths.
+    """
     env = {**os.environ, "OMP_NUM_THREADS": "1", "LINEWATCH_WARMUP_RUNS": "1"}
     env["PYTHONUNBUFFERED"] = "1"  # the address line must arrive while the node runs
     env["LINEWATCH_INTRA_OP_THREADS"] = "1"
@@ -217,7 +226,7 @@ def start_node_process(
         [
             str(EDGE), "serve", "--grpc", "127.0.0.1:0",
             "--model-dir", str(model_dir), "--trusted-key", str(trusted_key),
-            "--record-dir", str(record_dir),
+            "--record-dir", str(record_dir), *security,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the CLI imports its heavy modules only inside commands
         TargetOutcome,
         VersionDeployer,
     )
+    from cloud.deploy.pusher import ClientOptions
     from cloud.deploy.settings import DeploySettings
 
 keys_app = typer.Typer(help="The cloud's signing key pair.", no_args_is_help=True)
@@ -44,6 +45,28 @@ app.add_typer(deploy_app, name="deploy")
 _DB_HELP = "Database URL (sqlite:///… or postgresql://…). [env LINEWATCH_DB_URL]"
 _TRACKING_HELP = "MLflow tracking URI (default: MLFLOW_TRACKING_URI, else var/mlflow/mlflow.db)."
 _NODES_HELP = "Node names (cam-07,cam-08) or addresses (10.0.0.7:50051,…), comma-separated."
+# mTLS to the nodes: the deployer's certificate from `linewatch certs issue --deployer`.
+TlsCert = Annotated[
+    Path | None,
+    typer.Option(
+        "--tls-cert",
+        help="Deployer certificate [default keys/pki/deployer-deployer.pem; LINEWATCH_TLS_CERT]",
+    ),
+]
+TlsKey = Annotated[
+    Path | None,
+    typer.Option(
+        "--tls-key",
+        help="Deployer key [default keys/pki/deployer-deployer.key; LINEWATCH_TLS_KEY]",
+    ),
+]
+TlsCa = Annotated[
+    Path | None,
+    typer.Option("--tls-ca", help="Plant CA [default keys/pki/ca.pem; LINEWATCH_TLS_CA]"),
+]
+Insecure = Annotated[
+    bool, typer.Option("--insecure", help="Plaintext gRPC to lab nodes started --insecure.")
+]
 
 
 def _sessions(db: str | None, *, create: bool) -> sessionmaker[Session]:
@@ -122,6 +145,10 @@ def deploy(
     ] = 15.0,
     db: Annotated[str | None, typer.Option("--db", help=_DB_HELP)] = None,
     tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help=_TRACKING_HELP)] = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+    tls_ca: TlsCa = None,
+    insecure: Insecure = False,
 ) -> None:
     """Roll a registered version out: canaries first, then the rest, recorded per node."""
     if ctx.invoked_subcommand is not None:
@@ -131,10 +158,17 @@ def deploy(
     from cloud.deploy.settings import load_deploy_settings
     from cloud.deploy.targets import parse_node_list
 
-    settings = load_deploy_settings(db_url=db, deploy_concurrency=concurrency)
+    settings = load_deploy_settings(
+        db_url=db,
+        deploy_concurrency=concurrency,
+        **_tls_overrides(tls_cert, tls_key, tls_ca, insecure),
+    )
+    options = settings.client_options()  # missing certificates stop us before any work
     sessions = _sessions(settings.db_url, create=True)
     node_list = parse_node_list(nodes)
-    deployer = _deployer(name, settings, sessions, tracking_uri=tracking_uri, canary=canary)
+    deployer = _deployer(
+        name, settings, options, sessions, tracking_uri=tracking_uri, canary=canary
+    )
     if not watch:
         targets = resolve_targets(nodes=node_list, line=line, session_factory=sessions)
         report = deployer.deploy(
@@ -165,9 +199,17 @@ def _check_choice(name: str | None, *, alias: str | None, version: int | None, w
     return name
 
 
+def _tls_overrides(
+    cert: Path | None, key: Path | None, ca: Path | None, insecure: bool
+) -> dict[str, object]:
+    """The TLS flags as settings overrides; an absent flag leaves the environment's value."""
+    return {"tls_cert": cert, "tls_key": key, "tls_ca": ca, "insecure": insecure or None}
+
+
 def _deployer(
     name: str,
     settings: DeploySettings,
+    options: ClientOptions,
     sessions: sessionmaker[Session],
     *,
     tracking_uri: str | None,
@@ -184,7 +226,7 @@ def _deployer(
         name,
         registry=registry,
         session_factory=sessions,
-        options=settings.client_options(),
+        options=options,
         canary=canary,
         concurrency=settings.deploy_concurrency,
         requested_by="cli",
@@ -263,19 +305,26 @@ def rollback(
     node: Annotated[str | None, typer.Option("--node", help=_NODES_HELP)] = None,
     line: Annotated[str | None, typer.Option("--line", help="Every node of this line.")] = None,
     db: Annotated[str | None, typer.Option("--db", help=_DB_HELP)] = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+    tls_ca: TlsCa = None,
+    insecure: Insecure = False,
 ) -> None:
     """Send nodes back to the bundle they ran before the current one (recorded per node)."""
     from cloud.deploy import resolve_targets, roll_back
     from cloud.deploy.settings import load_deploy_settings
     from cloud.deploy.targets import parse_node_list
 
-    settings = load_deploy_settings(db_url=db)
+    settings = load_deploy_settings(
+        db_url=db, **_tls_overrides(tls_cert, tls_key, tls_ca, insecure)
+    )
+    options = settings.client_options()  # missing certificates stop us before any work
     sessions = _sessions(settings.db_url, create=True)
     targets = resolve_targets(nodes=parse_node_list(node), line=line, session_factory=sessions)
     report = roll_back(
         targets,
         session_factory=sessions,
-        options=settings.client_options(),
+        options=options,
         requested_by="cli",
         on_result=_show_rollback,
     )

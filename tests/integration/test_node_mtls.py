@@ -8,6 +8,10 @@ relies on: a verdict, a status code and its message, a node that will not start.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -273,3 +277,42 @@ def test_half_a_tls_setup_or_tls_with_insecure_is_refused(
         unstarted.append(node)
         with pytest.raises(ConfigError, match=expected):
             node.start()
+
+
+def test_the_deploy_files_health_probes_pass_with_the_nodes_own_certificate(
+    tls_node: EdgeNode, tmp_path: Path
+) -> None:
+    """The Docker HEALTHCHECK and the Kubernetes probes, run against a real mTLS node."""
+    yaml = pytest.importorskip("yaml", reason="PyYAML reads deploy/k8s")
+    deploy = Path(__file__).resolve().parents[2] / "deploy"
+    settings = tls_node.settings
+    assert settings.tls_cert and settings.tls_key and settings.tls_ca
+    tls_dir = tmp_path / "tls"
+    tls_dir.mkdir()
+    for name, source in (
+        ("node.pem", settings.tls_cert),
+        ("node.key", settings.tls_key),
+        ("cam-07.pem", settings.tls_cert),
+        ("cam-07.key", settings.tls_key),
+        ("ca.pem", settings.tls_ca),
+    ):
+        (tls_dir / name).write_bytes(source.read_bytes())
+    docker = (deploy / "docker" / "Dockerfile.edge").read_text()
+    healthcheck = docker[docker.index("HEALTHCHECK") :].split("\n\n")[0].replace("\\\n", "")
+    probes = [json.loads(healthcheck[healthcheck.index("CMD") + 3 :])]
+    daemonset = yaml.safe_load((deploy / "k8s" / "base" / "edge-daemonset.yaml").read_text())
+    (edge,) = daemonset["spec"]["template"]["spec"]["containers"]
+    probes += [edge[kind]["exec"]["command"] for kind in ("livenessProbe", "readinessProbe")]
+    environment = {**os.environ, "NODE_NAME": "cam-07"}
+    for command in probes:
+        code = command[2].replace("/etc/linewatch/tls/", f"{tls_dir}/")
+        code = code.replace("127.0.0.1:50051", _address(tls_node))
+        done = subprocess.run(
+            [sys.executable, "-c", code, *command[3:]],
+            capture_output=True,
+            text=True,
+            env=environment,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr

@@ -154,6 +154,8 @@ def _compose_containers() -> list[Container]:
             source, target = volume.split(":")[:2]
             kind = "bind" if source.startswith((".", "/")) else "volume"
             mounts[target] = f"{kind}:{source}"
+        for secret in service.get("secrets", []):
+            mounts[secret["target"]] = f"secret:{secret['source']}"
         found.append(Container(f"compose {name}", entrypoint + command, env, mounts, service))
     return found
 
@@ -230,6 +232,9 @@ def _parse(programs: dict[str, Any], where: str, argv: list[str]) -> tuple[str, 
     path, args = [argv[0]], list(argv[1:])
     context = command.context_class(command, info_name=argv[0])
     while hasattr(command, "list_commands"):
+        runs_itself = getattr(command, "invoke_without_command", False)
+        if runs_itself and (not args or args[0].startswith("-")):  # `linewatch deploy --name …`
+            break
         assert args and not args[0].startswith("-"), f"{where}: {' '.join(path)} needs a command"
         sub = command.get_command(context, args[0])
         known = sorted(command.list_commands(context))
@@ -353,7 +358,8 @@ def test_node_configs_are_valid_edge_settings() -> None:
 def test_compose_references_only_what_it_declares() -> None:
     compose = _compose()
     services = compose["services"]
-    declared = {kind: set(compose.get(kind) or {}) for kind in ("volumes", "networks", "configs")}
+    kinds = ("volumes", "networks", "configs", "secrets")
+    declared = {kind: set(compose.get(kind) or {}) for kind in kinds}
     used_volumes = set()
     for name, service in services.items():
         assert "image" in service or "build" in service, f"{name}: no image and no build"
@@ -374,6 +380,8 @@ def test_compose_references_only_what_it_declares() -> None:
         assert set(networks) <= declared["networks"], f"{name}: undeclared network {networks}"
         for config in service.get("configs", []):
             assert config["source"] in declared["configs"], f"{name}: config {config}"
+        for secret in service.get("secrets", []):
+            assert secret["source"] in declared["secrets"], f"{name}: secret {secret}"
         for dependency, rule in service.get("depends_on", {}).items():
             assert dependency in services, f"{name}: depends on unknown service {dependency}"
             if rule["condition"] == "service_healthy":
@@ -487,7 +495,15 @@ def test_cloud_image_takes_torch_pin_from_pyproject_and_cpu_index() -> None:
     assert _exec_form(path, "ENTRYPOINT") == ["linewatch"]
 
 
-def test_k8s_edge_probes_use_grpc_on_the_served_port() -> None:
+def _probe(container: Container, kind: str) -> tuple[str, list[str]]:
+    """The Python code of an exec probe and the arguments it is given."""
+    command = container.spec[kind]["exec"]["command"]
+    assert command[:2] == ["python", "-c"], f"{container.where}: {kind} is not python -c"
+    compile(command[2], kind, "exec")
+    return command[2], command[3:]
+
+
+def test_k8s_edge_probes_ask_grpc_health_over_mtls_on_the_served_port() -> None:
     from edge.server import MODEL_SERVICE_NAME
 
     edges = [c for c in _k8s_containers() if _program(c) == "linewatch-edge" and "serve" in c.argv]
@@ -496,13 +512,16 @@ def test_k8s_edge_probes_use_grpc_on_the_served_port() -> None:
         grpc_port = int(str(_flag(container.argv, "--grpc")).rpartition(":")[2])
         ports = {port["containerPort"] for port in container.spec["ports"]}
         assert grpc_port in ports, f"{container.where}: gRPC port {grpc_port} not declared"
-        liveness = container.spec["livenessProbe"]["grpc"]
-        readiness = container.spec["readinessProbe"]["grpc"]
-        assert liveness["port"] == readiness["port"] == grpc_port
-        # Registered SERVING only with --model-dir; a node waiting for a model stays alive.
-        assert liveness.get("service") == MODEL_SERVICE_NAME
+        tls_dir = str(_flag(container.argv, "--tls-ca")).rpartition("/")[0] + "/"
+        for kind, service in (("livenessProbe", MODEL_SERVICE_NAME), ("readinessProbe", "")):
+            # Kubernetes' own gRPC probe cannot present a client certificate: mTLS refuses it.
+            assert "grpc" not in container.spec[kind], f"{container.where}: {kind}"
+            code, args = _probe(container, kind)
+            assert f"'127.0.0.1:{grpc_port}'" in code and "grpc_health.v1" in code
+            assert "ssl_channel_credentials" in code and f"'{tls_dir}'" in code
+            # Alive with --model-dir while waiting for a model; ready once one is active.
+            assert args == [service], f"{container.where}: {kind} asks for {args}"
         assert "--model-dir" in container.argv
-        assert readiness.get("service", "") == ""  # SERVING once a model is active
 
 
 def test_k8s_edge_runs_on_edge_nodes_with_limits_and_credentials_from_secrets() -> None:
@@ -569,3 +588,37 @@ def test_kustomizations_list_files_that_exist_and_forget_none() -> None:
             )
         on_disk = {p.name for p in path.parent.glob("*.yaml")} - {"kustomization.yaml"}
         assert on_disk <= set(listed), f"{path}: not listed: {sorted(on_disk - set(listed))}"
+
+
+TLS_FLAGS = ("--tls-cert", "--tls-key", "--tls-ca")
+
+
+def test_every_node_and_deployer_uses_mutual_tls_from_secrets() -> None:
+    edge_default = _exec_form(DOCKERFILES["linewatch-edge"], "ENTRYPOINT") + _exec_form(
+        DOCKERFILES["linewatch-edge"], "CMD"
+    )
+    assert all(flag in edge_default for flag in (*TLS_FLAGS, "--tls-crl")), edge_default
+    dialling = [
+        c
+        for c in _linewatch_containers()
+        if c.argv[1:2] == ["serve"] or "deploy" in c.argv[1:2] or "rollback" in c.argv[1:2]
+    ]
+    assert {_program(c) for c in dialling} == {"linewatch-edge", "linewatch"}
+    for container in dialling:
+        for flag in TLS_FLAGS:
+            path = _flag(container.argv, flag)
+            assert path is not None, f"{container.where}: no {flag}"
+            folder = path.rpartition("/")[0]
+            mount = container.mounts.get(path) or container.mounts.get(folder, "none")
+            assert mount.startswith("secret:"), f"{container.where}: {flag} {path} on {mount}"
+    (healthcheck,) = _instruction(DOCKERFILES["linewatch-edge"], "HEALTHCHECK")
+    assert "secure_channel" in healthcheck and "insecure_channel" not in healthcheck
+    tls_dir = str(_flag(edge_default, "--tls-ca")).rpartition("/")[0]
+    assert f"'{tls_dir}/'" in healthcheck, "the health check reads the node's own certificate"
+
+
+def test_no_deploy_file_runs_anything_insecure() -> None:
+    for path in sorted(p for p in DEPLOY.rglob("*") if p.is_file()):
+        text = path.read_text(errors="replace")
+        assert "--insecure" not in text, f"{path.relative_to(ROOT)} turns mutual TLS off"
+        assert "insecure_channel" not in text, f"{path.relative_to(ROOT)} dials plaintext"

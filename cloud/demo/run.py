@@ -1,7 +1,9 @@
 """The demo's script: broker, collector and two nodes up; train, register, promote, deploy; watch.
 
 Cloud steps run as the commands a user would type, so the demo shows the
-product as it is used; their output goes to the terminal as it comes.
+product as it is used; their output goes to the terminal as it comes. gRPC is
+mutual TLS as in a plant: a CA, one certificate per node and the deployer's are
+made in the work folder first.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from cloud.db.queries import list_nodes
 from cloud.demo.live import collected_counts, node_view
 from cloud.demo.processes import ManagedProcess, free_port, mosquitto_command, wait_until
 from cloud.errors import DeployError
+from cloud.pki import init_ca, issue_certificate, load_ca
 from cloud.synth import generate_dataset, write_line_video
+from edge.runtime.tls import CA_FILE, CRL_FILE, Role
 
 __all__ = ["DemoSettings", "run_demo"]
 
@@ -59,6 +63,7 @@ class _Demo:
         self.db_url = f"sqlite:///{self.work / 'linewatch.db'}"
         self.tracking_uri = f"sqlite:///{self.work / 'mlflow' / 'mlflow.db'}"
         self.keys = self.work / "keys"
+        self.pki = self.work / "keys" / "pki"
         self.metrics_urls: dict[str, str] = {}
 
     def start(self, name: str, command: list[str]) -> ManagedProcess:
@@ -70,6 +75,7 @@ class _Demo:
         self.work.mkdir(parents=True, exist_ok=True)
         if not (self.keys / "signing.key").is_file():
             _run([_tool("linewatch"), "keys", "init", "--out", str(self.keys)], self.echo)
+        self.make_certificates()
         data = self.work / "data" / self.settings.category
         if not data.is_dir():
             self.echo(f"synthesising {self.settings.category} parts into {data}")
@@ -78,6 +84,26 @@ class _Demo:
         port = free_port()
         self.start("mosquitto", mosquitto_command(self.work, port))
         return f"mqtt://127.0.0.1:{port}", data
+
+    def make_certificates(self) -> None:
+        """The plant CA, each node's certificate and the deployer's (kept across runs)."""
+        if not (self.pki / CA_FILE).is_file():
+            init_ca(self.pki)
+            self.echo(f"plant CA made in {self.pki}: gRPC between deployer and nodes is mTLS")
+        ca = load_ca(self.pki)
+        wanted = [(node, Role.NODE) for node in self.settings.nodes]
+        for name, role in [*wanted, ("deployer", Role.DEPLOYER)]:
+            if not (self.pki / f"{role.value}-{name}.pem").is_file():
+                issue_certificate(ca, name, role)
+
+    def tls_flags(self, role: Role, name: str) -> list[str]:
+        """The ``--tls-*`` flags of one party, with the CA and (for nodes) the CRL."""
+        stem = self.pki / f"{role.value}-{name}"
+        flags = ["--tls-cert", f"{stem}.pem", "--tls-key", f"{stem}.key"]
+        flags += ["--tls-ca", str(self.pki / CA_FILE)]
+        if role is Role.NODE:
+            flags += ["--tls-crl", str(self.pki / CRL_FILE)]
+        return flags
 
     def start_nodes(self, mqtt_url: str) -> None:
         for index, node in enumerate(self.settings.nodes):
@@ -99,7 +125,7 @@ class _Demo:
                     "--node", node, "--mqtt", mqtt_url, "--outbox", str(folder / "outbox"),
                     "--model-dir", str(folder / "models"), "--record-dir", str(folder / "record"),
                     "--trusted-key", str(self.keys / "signing.pub"),
-                    "--metrics", f"127.0.0.1:{metrics_port}",
+                    "--metrics", f"127.0.0.1:{metrics_port}", *self.tls_flags(Role.NODE, node),
                 ],
             )  # fmt: skip
         self.echo(f"edge nodes {', '.join(self.settings.nodes)} started, waiting for a model")
@@ -139,7 +165,8 @@ class _Demo:
              self.echo)  # fmt: skip
         _run(
             [_tool("linewatch"), "deploy", "--name", name, "--alias", "production", "--line",
-             LINE, "--canary", "1", "--db", self.db_url, *common],
+             LINE, "--canary", "1", "--db", self.db_url, *common,
+             *self.tls_flags(Role.DEPLOYER, "deployer")],
             self.echo,
         )  # fmt: skip
 

@@ -61,6 +61,7 @@ def _images(folder: Path | None, count: int, side: int) -> list[bytes]:
 def _settings(work: Path, args: argparse.Namespace) -> EdgeSettings:
     return EdgeSettings(
         grpc="127.0.0.1:0",
+        insecure=True,  # the plaintext figures; bench/grpc_tls.py sets them beside mTLS
         record_dir=work / "record",
         intra_op_threads=args.intra_op_threads,
         inference_workers=args.workers,
@@ -103,14 +104,29 @@ def _engine_only(node: EdgeNode, seconds: float) -> float:
 
 
 def _client(
-    mode: str, port: int, images: list[bytes], seconds: float, window: int, out: mp.Queue
-) -> None:  # type: ignore[type-arg]
-    """Runs in a separate process: unary calls (``window`` in flight) or one stream."""
+    mode: str,
+    port: int,
+    images: list[bytes],
+    seconds: float,
+    window: int,
+    out: mp.Queue,  # type: ignore[type-arg]
+    tls: tuple[str, str, str] | None = None,
+) -> None:
+    """Runs in a separate process: unary calls (``window`` in flight) or one stream.
+
+    ``tls`` is (certificate, key, CA) paths for mutual TLS; None dials plaintext.
+    """
     import grpc
     from linewatch.v1 import inspection_pb2, inspection_pb2_grpc
 
     requests = [inspection_pb2.InspectRequest(encoded=data) for data in images]
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    if tls is None:
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    else:
+        from edge.runtime.tls import TlsFiles, channel_credentials
+
+        files = TlsFiles(*(Path(item) for item in tls))
+        channel = grpc.secure_channel(f"127.0.0.1:{port}", channel_credentials(files))
     stub = inspection_pb2_grpc.InspectionServiceStub(channel)
     for request in requests[:4]:  # connect and warm up
         stub.Inspect(request, timeout=30)
@@ -155,11 +171,16 @@ def _client(
 
 
 def _grpc(
-    mode: str, port: int, images: list[bytes], seconds: float, window: int
+    mode: str,
+    port: int,
+    images: list[bytes],
+    seconds: float,
+    window: int,
+    tls: tuple[str, str, str] | None = None,
 ) -> tuple[float, float, float]:
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
-    process = ctx.Process(target=_client, args=(mode, port, images, seconds, window, out))
+    process = ctx.Process(target=_client, args=(mode, port, images, seconds, window, out, tls))
     process.start()
     rate, latencies = out.get(timeout=seconds + 120)
     process.join()

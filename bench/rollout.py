@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/rollout.py [--nodes 1,4,16] [--fps 50] [--swaps 5] [--bundle DIR]
+    python bench/rollout.py [--nodes 1,4,16] [--fps 50] [--swaps 5] [--bundle DIR] [--tls]
 
 Starts ``max(--nodes)`` real ``linewatch-edge serve`` processes (no camera, a
 model dir each, the bench's public key trusted), then:
@@ -17,6 +17,8 @@ model dir each, the bench's public key trusted), then:
 
 Without ``--bundle`` a tiny bundle with golden images is built (64 px), so 16
 processes fit on a small machine; pass a trained bundle to measure a real one.
+Nodes serve plaintext (``--insecure``) unless ``--tls``: then a plant CA is made,
+each node gets its certificate and the deployer and the camera dial with theirs.
 """
 
 from __future__ import annotations
@@ -48,9 +50,11 @@ sys.path[:0] = [str(ROOT), str(ROOT / "proto")]
 from linewatch.v1 import inspection_pb2, inspection_pb2_grpc  # noqa: E402
 
 from cloud.deploy import PackedBundle, Target, pack_bundle, roll_out  # noqa: E402
-from cloud.deploy.pusher import NodeClient  # noqa: E402
+from cloud.deploy.pusher import ClientOptions, NodeClient  # noqa: E402
+from cloud.pki import init_ca, issue_certificate, load_ca  # noqa: E402
 from cloud.signing import generate_key_pair, load_private_key, sign_manifest  # noqa: E402
 from edge.runtime.bundle import load_bundle, write_manifest  # noqa: E402
+from edge.runtime.tls import CRL_FILE, Role, TlsFiles, channel_credentials  # noqa: E402
 
 EDGE = Path(sys.executable).parent / "linewatch-edge"
 
@@ -62,16 +66,48 @@ class NodeProc:
     lines: list[str] = field(default_factory=list)
 
 
-def _start_nodes(count: int, work: Path, public_key: Path) -> list[NodeProc]:
+@dataclass(frozen=True)
+class Plant:
+    """A plant CA for the bench: node certificates by index, the deployer's and a camera's."""
+
+    directory: Path
+    deployer: TlsFiles
+    camera: TlsFiles
+
+    def node_flags(self, index: int) -> list[str]:
+        stem = self.directory / f"node-bench-{index}"
+        return [
+            "--tls-cert", f"{stem}.pem", "--tls-key", f"{stem}.key",
+            "--tls-ca", str(self.deployer.ca), "--tls-crl", str(self.directory / CRL_FILE),
+        ]  # fmt: skip
+
+
+def make_plant(directory: Path, nodes: int) -> Plant:
+    """A CA with ``nodes`` node certificates (bench-0 …), a deployer and a client."""
+    init_ca(directory)
+    ca = load_ca(directory)
+    for index in range(nodes):
+        issue_certificate(ca, f"bench-{index}", Role.NODE)
+    files = []
+    for name, role in (("deployer", Role.DEPLOYER), ("camera", Role.CLIENT)):
+        issued = issue_certificate(ca, name, role)
+        files.append(TlsFiles(issued.certificate, issued.private_key, ca.certificate_path))
+    return Plant(directory, files[0], files[1])
+
+
+def _start_nodes(
+    count: int, work: Path, public_key: Path, plant: Plant | None = None
+) -> list[NodeProc]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     env |= {"LINEWATCH_INTRA_OP_THREADS": "1", "LINEWATCH_WARMUP_RUNS": "1"}
     nodes = []
     for index in range(count):
+        security = ["--insecure"] if plant is None else plant.node_flags(index)
         command = [
             str(EDGE), "serve", "--grpc", "127.0.0.1:0", "--node", f"bench-{index}",
             "--model-dir", str(work / f"node-{index}" / "models"),
             "--record-dir", str(work / f"node-{index}" / "record"),
-            "--trusted-key", str(public_key),
+            "--trusted-key", str(public_key), *security,
         ]  # fmt: skip
         process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
@@ -117,18 +153,26 @@ def _tiny_bundle(work: Path) -> Path:
 
 
 def _rollouts(
-    nodes: list[NodeProc], counts: list[int], versions: Iterator[PackedBundle], concurrency: int
-) -> None:
-    print(f"\nrollout ({concurrency} nodes at a time)")
+    nodes: list[NodeProc],
+    counts: list[int],
+    versions: Iterator[PackedBundle],
+    concurrency: int,
+    options: ClientOptions | None = None,
+) -> list[float]:
+    """Roll one version out to the first ``count`` nodes for each count; the seconds each took."""
+    tls = "mutual TLS" if options is not None and options.tls is not None else "plaintext"
+    print(f"\nrollout ({concurrency} nodes at a time, {tls})")
     print(
         f"{'nodes':>5} {'version':>8} {'seconds':>8} {'state':>10} {'bytes/node':>11} {'failed':>7}"
     )
+    seconds: list[float] = []
     for count in counts:
         packed = next(versions)
         targets = [
             Target(name=f"bench-{i}", address=n.address) for i, n in enumerate(nodes[:count])
         ]
-        report = roll_out(packed, targets, concurrency=concurrency)
+        report = roll_out(packed, targets, concurrency=concurrency, options=options)
+        seconds.append(report.seconds)
         sent = statistics.mean(item.bytes_sent for item in report.outcomes)
         print(
             f"{count:>5} {packed.version:>8} {report.seconds:>8.2f} {report.state:>10} "
@@ -136,6 +180,7 @@ def _rollouts(
         )
         for item in report.failed:
             print(f"      {item.target.name}: {item.detail}")
+    return seconds
 
 
 @dataclass
@@ -145,7 +190,9 @@ class StreamStats:
     errors: list[str] = field(default_factory=list)
 
 
-def _stream(address: str, fps: float, stop: EventType, stats: StreamStats) -> None:
+def _stream(
+    address: str, fps: float, stop: EventType, stats: StreamStats, tls: TlsFiles | None = None
+) -> None:
     rng = np.random.default_rng(0)
     frames = []
     for _ in range(8):
@@ -165,7 +212,12 @@ def _stream(address: str, fps: float, stop: EventType, stats: StreamStats) -> No
             yield inspection_pb2.InspectRequest(encoded=frames[index % 8], frame_id=frame_id)
             index += 1
 
-    with grpc.insecure_channel(address) as channel:
+    channel = (
+        grpc.insecure_channel(address)
+        if tls is None
+        else grpc.secure_channel(address, channel_credentials(tls))
+    )
+    with channel:
         stub = inspection_pb2_grpc.InspectionServiceStub(channel)
         try:
             for response in stub.InspectStream(requests(), timeout=3600):
@@ -184,14 +236,21 @@ def _percentiles(values: list[float]) -> str:
     return f"n={len(ordered):>5} p50 {median:6.2f} ms  p99 {p99:6.2f} ms  max {ordered[-1]:6.2f} ms"
 
 
-def _camera_process(address: str, fps: float, stop: EventType, results: Connection) -> None:
+def _camera_process(
+    address: str, fps: float, stop: EventType, results: Connection, tls: TlsFiles | None
+) -> None:
     stats = StreamStats()
-    _stream(address, fps, stop, stats)
+    _stream(address, fps, stop, stats, tls)
     results.send((stats.sent_at, stats.latency_ms, stats.errors))
 
 
 def _swap_under_stream(
-    node: NodeProc, versions: Iterator[PackedBundle], fps: float, swaps: int, baseline_s: float
+    node: NodeProc,
+    versions: Iterator[PackedBundle],
+    fps: float,
+    swaps: int,
+    baseline_s: float,
+    plant: Plant | None = None,
 ) -> None:
     # The camera is its own process, as on a line: the pusher's work in this process
     # must not hold up the stream's client, only the node's work may show. Versions are
@@ -201,12 +260,15 @@ def _swap_under_stream(
     stop = context.Event()
     receiving, sending = context.Pipe(duplex=False)
     camera = context.Process(
-        target=_camera_process, args=(node.address, fps, stop, sending), daemon=True
+        target=_camera_process,
+        args=(node.address, fps, stop, sending, plant.camera if plant else None),
+        daemon=True,
     )
     camera.start()
     time.sleep(baseline_s)  # a quiet baseline at the stream's own pace
     windows: list[tuple[float, float]] = []
-    with NodeClient(node.address) as client:
+    options = ClientOptions(tls=plant.deployer if plant else None)
+    with NodeClient(node.address, options) as client:
         for packed in packed_versions:
             started = time.perf_counter()  # CLOCK_MONOTONIC: the camera's clock too
             client.push(packed)
@@ -247,6 +309,7 @@ def main() -> None:
     parser.add_argument("--swaps", type=int, default=5)
     parser.add_argument("--baseline-s", type=float, default=5.0)
     parser.add_argument("--bundle", type=Path, help="a bundle with golden images; default tiny")
+    parser.add_argument("--tls", action="store_true", help="mutual TLS with a bench plant CA")
     args = parser.parse_args()
     counts = [int(item) for item in args.nodes.split(",")]
     with tempfile.TemporaryDirectory(prefix="linewatch-bench-rollout-") as tmp:
@@ -255,12 +318,14 @@ def main() -> None:
         base = args.bundle or _tiny_bundle(work)
         versions = _versions(base, work, pair.private_key, len(counts) + args.swaps)
         started = time.perf_counter()
-        nodes = _start_nodes(max(counts), work, pair.public_key)
+        plant = make_plant(work / "pki", max(counts)) if args.tls else None
+        options = ClientOptions(tls=plant.deployer if plant else None)
+        nodes = _start_nodes(max(counts), work, pair.public_key, plant)
         print(f"{len(nodes)} node processes up in {time.perf_counter() - started:.1f}s")
         spec = load_bundle(base).manifest.input
         print(f"bundle {base} input {spec.height}x{spec.width}")
         try:
-            _rollouts(nodes, counts, versions, args.concurrency)
+            _rollouts(nodes, counts, versions, args.concurrency, options)
             # A node has its box to itself on a line. Sixteen node processes on two cores
             # stall one another now and then (~150 ms, swap or no swap), and the kernel
             # still writes back the bundles just pushed: stop the others and let the disk
@@ -268,7 +333,7 @@ def main() -> None:
             for node in nodes[1:]:
                 node.process.terminate()
             os.sync()
-            _swap_under_stream(nodes[0], versions, args.fps, args.swaps, args.baseline_s)
+            _swap_under_stream(nodes[0], versions, args.fps, args.swaps, args.baseline_s, plant)
         finally:
             for node in nodes:
                 node.process.terminate()

@@ -50,3 +50,40 @@ def test_unknown_key_in_file_is_named(tmp_path: Path) -> None:
 def test_missing_config_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"missing\.toml"):
         load_settings(tmp_path / "missing.toml")
+
+
+def test_tls_comes_from_flags_environment_or_file_and_is_on_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edge.authz import tls_files
+
+    assert not EdgeSettings().insecure
+    with pytest.raises(ConfigError, match="linewatch certs issue --node cam-07"):
+        tls_files(EdgeSettings(node="cam-07"))
+    config = tmp_path / "node.toml"
+    config.write_text('tls_cert = "/file/node.pem"\ntls_ca = "/file/ca.pem"\n')
+    monkeypatch.setenv("LINEWATCH_TLS_KEY", "/env/node.key")
+    monkeypatch.setenv("LINEWATCH_TLS_CA", "/env/ca.pem")
+    files = tls_files(load_settings(config, tls_ca=Path("/flag/ca.pem"), insecure=None))
+    assert files is not None
+    assert (files.certificate, files.private_key, files.ca) == (
+        Path("/file/node.pem"),
+        Path("/env/node.key"),
+        Path("/flag/ca.pem"),
+    )
+    monkeypatch.delenv("LINEWATCH_TLS_KEY")
+    monkeypatch.delenv("LINEWATCH_TLS_CA")
+    monkeypatch.setenv("LINEWATCH_INSECURE", "true")
+    assert tls_files(load_settings(None, insecure=None)) is None  # the lab, from the environment
+
+
+def test_the_deployer_needs_its_certificate_unless_insecure(tmp_path: Path) -> None:
+    deploy_settings = pytest.importorskip("cloud.deploy.settings", reason="needs linewatch[cloud]")
+    settings = deploy_settings.DeploySettings()
+    assert settings.tls_cert == Path("keys/pki/deployer-deployer.pem")
+    assert settings.tls_ca == Path("keys/pki/ca.pem")
+    settings_cls = deploy_settings.DeploySettings
+    missing = settings_cls(tls_cert=tmp_path / "d.pem", tls_key=tmp_path / "d.key")
+    with pytest.raises(ConfigError, match=r"d\.pem, .*d\.key, .*not found.*--deployer"):
+        missing.client_options()
+    assert deploy_settings.DeploySettings(insecure=True).client_options().tls is None

@@ -50,19 +50,19 @@ TlsCert = Annotated[
     Path | None,
     typer.Option(
         "--tls-cert",
-        help="Deployer certificate [default keys/pki/deployer-deployer.pem; LINEWATCH_TLS_CERT]",
+        help="Deployer certificate (default keys/pki/deployer-deployer.pem; LINEWATCH_TLS_CERT).",
     ),
 ]
 TlsKey = Annotated[
     Path | None,
     typer.Option(
         "--tls-key",
-        help="Deployer key [default keys/pki/deployer-deployer.key; LINEWATCH_TLS_KEY]",
+        help="Deployer key (default keys/pki/deployer-deployer.key; LINEWATCH_TLS_KEY).",
     ),
 ]
 TlsCa = Annotated[
     Path | None,
-    typer.Option("--tls-ca", help="Plant CA [default keys/pki/ca.pem; LINEWATCH_TLS_CA]"),
+    typer.Option("--tls-ca", help="Plant CA (default keys/pki/ca.pem; LINEWATCH_TLS_CA)."),
 ]
 Insecure = Annotated[
     bool, typer.Option("--insecure", help="Plaintext gRPC to lab nodes started --insecure.")

@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(PY) bench/edge_serving.py
 	$(PY) bench/mqtt_pipeline.py
 	$(PY) bench/rollout.py
+	$(PY) bench/grpc_tls.py
 	$(PY) bench/web_review.py
 	$(PY) bench/web_live.py
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from cloud.db.models import Deployment, ModelVersion, Node
 from cloud.errors import LinewatchError
+from cloud.redact import redact_url
 
 __all__ = [
     "DeploymentRow",
@@ -122,7 +123,7 @@ def registry_rows(tracking_uri: str | None) -> tuple[list[RegistryRow], str | No
     try:
         return _registry_rows(tracking_uri), None
     except LinewatchError as exc:
-        logger.warning("MLflow unavailable tracking_uri=%s error=%s", tracking_uri, exc)
+        logger.warning("MLflow unavailable tracking_uri=%s error=%s", redact_url(tracking_uri), exc)
         return [], str(exc)
 
 

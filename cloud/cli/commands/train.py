@@ -10,6 +10,7 @@ import typer
 from cloud.cli.app import app
 from cloud.cli.commands.registry import quiet_mlflow
 from cloud.cli.progress import staged_progress
+from cloud.redact import redact_url
 from cloud.train_settings import TrainSettings  # no torch: --help stays fast
 
 _TRACKING_HELP = "MLflow tracking URI (default: MLFLOW_TRACKING_URI, else var/mlflow/mlflow.db)."
@@ -113,6 +114,6 @@ def train(
     )
     for key, value in recorded.metrics.items():
         typer.echo(f"  {key}: {value:.4f}")
-    typer.echo(f"MLflow run {recorded.run_id} ({recorded.tracking_uri})")
+    typer.echo(f"MLflow run {recorded.run_id} ({redact_url(recorded.tracking_uri)})")
     if recorded.version is not None:
         typer.echo(f"registered {bundle.manifest.name} version {recorded.version}")

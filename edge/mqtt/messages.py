@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 import cv2
 import numpy as np
@@ -66,21 +67,28 @@ def frame_messages(frame: InspectedFrame, identity: NodeIdentity) -> list[Outbox
     return [alert_message, sample_message]
 
 
+def _judged_frame(frame: InspectedFrame, identity: NodeIdentity) -> dict[str, Any]:
+    """The fields an alert and a sample share: a new id, who judged what, when, and how."""
+    return {
+        "id": str(uuid.uuid4()),
+        "site": identity.site,
+        "line": identity.line,
+        "node": identity.node,
+        "frame_id": frame.frame_id,
+        "captured_at_ms": frame.captured_at_ms,
+        "verdict": verdict_to_proto(frame.verdict),
+        "image_score": frame.image_score,
+        "threshold": frame.threshold,
+        "model": _model_proto(frame.model),
+    }
+
+
 def build_sample(frame: InspectedFrame, identity: NodeIdentity) -> messages_pb2.Sample:
     """Return the ``Sample`` of a flagged frame: lossless image, 8-bit map, metadata."""
     height, width = frame.image.shape[:2]
     return messages_pb2.Sample(
-        id=str(uuid.uuid4()),
-        site=identity.site,
-        line=identity.line,
-        node=identity.node,
-        frame_id=frame.frame_id,
-        captured_at_ms=frame.captured_at_ms,
-        verdict=verdict_to_proto(frame.verdict),
-        image_score=frame.image_score,
-        threshold=frame.threshold,
+        **_judged_frame(frame, identity),
         uncertain_low=frame.uncertain_low,
-        model=_model_proto(frame.model),
         image_png=_encode(".png", frame.image),
         anomaly_map_png=_encode(".png", anomaly_map_to_u8(frame.anomaly_map, frame.threshold)),
         metadata={
@@ -96,16 +104,7 @@ def build_alert(
 ) -> messages_pb2.Alert:
     """Return the ``Alert`` of an abnormal frame, with a small overlay thumbnail."""
     return messages_pb2.Alert(
-        id=str(uuid.uuid4()),
-        site=identity.site,
-        line=identity.line,
-        node=identity.node,
-        frame_id=frame.frame_id,
-        captured_at_ms=frame.captured_at_ms,
-        verdict=verdict_to_proto(frame.verdict),
-        image_score=frame.image_score,
-        threshold=frame.threshold,
-        model=_model_proto(frame.model),
+        **_judged_frame(frame, identity),
         thumbnail_jpeg=overlay_jpeg(
             frame.image,
             frame.anomaly_map,

@@ -5,6 +5,8 @@ shared here are re-exported so that cloud code names one errors module)::
 
     LinewatchError
     ├── BundleError         a bundle that cannot be used or written (shared with the edge)
+    │   └── BundleCorrupt   unreadable or failing its sha256 (shared)
+    │       └── BundleSignatureError  unsigned, another key, or altered (shared)
     ├── ConfigError         settings that cannot work (shared with the edge)
     ├── ImageDecodeError    bytes that are not an image we can read (shared with the edge)
     ├── DatasetError        a folder that is not in the MVTec AD layout, or empty
@@ -18,10 +20,19 @@ shared here are re-exported so that cloud code names one errors module)::
 
 from __future__ import annotations
 
-from edge.runtime.errors import BundleError, ConfigError, ImageDecodeError, LinewatchError
+from edge.runtime.errors import (
+    BundleCorrupt,
+    BundleError,
+    BundleSignatureError,
+    ConfigError,
+    ImageDecodeError,
+    LinewatchError,
+)
 
 __all__ = [
+    "BundleCorrupt",
     "BundleError",
+    "BundleSignatureError",
     "ConfigError",
     "DatasetError",
     "DeployError",

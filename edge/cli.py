@@ -84,6 +84,12 @@ def serve(  # one flag per setting a user may want on the command line
     keep_bundles: Annotated[
         int | None, typer.Option(min=2, help="Bundles kept in --model-dir for rollback.")
     ] = None,
+    allow_unsigned: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-unsigned", help="Accept pushes without a signed release (development only)."
+        ),
+    ] = None,
     mqtt: Annotated[
         str | None, typer.Option(help="Broker for alerts and samples: mqtt[s]://host:port.")
     ] = None,
@@ -126,6 +132,7 @@ def serve(  # one flag per setting a user may want on the command line
         model_dir=model_dir,
         trusted_key=trusted_key,
         keep_bundles=keep_bundles,
+        allow_unsigned=allow_unsigned,
         mqtt_url=mqtt,
         mqtt_user=mqtt_user,
         mqtt_password=mqtt_password,

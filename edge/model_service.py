@@ -120,6 +120,8 @@ class ModelManager:
         Raises:
             UnknownBundle: not stored on this node.
             BundleError: its files or signature no longer verify, or the checks above fail.
+            ReleaseRefused: its release expired, or it is older than the active version
+                and not released as a signed rollback.
         """
         with self._lock:
             return self._switch(name, version, rollback=False)
@@ -143,7 +145,10 @@ class ModelManager:
         if current and (current.identity.name, current.identity.version) == (name, version):
             self.store.set_active(name, version, rollback=rollback)
             return Activation(current.identity, previous, f"{name}:{version} is already active")
-        active, detail = self.prepare(self.store.open_bundle(name, version))
+        bundle = self.store.open_bundle(name, version)
+        if not rollback:  # Rollback walks back to what ran here; Activate needs a live release
+            self.store.check_activation(bundle)
+        active, detail = self.prepare(bundle)
         self.slot.swap(active)
         self.store.set_active(name, version, rollback=rollback)
         logger.info(

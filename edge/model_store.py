@@ -9,10 +9,14 @@ Layout under ``--model-dir``::
     state.json                 the active bundle and the ones before it, for rollback
 
 An upload becomes a bundle only when the whole tar matches its sha256, unpacks
-safely, passes ``load_bundle`` (sha256 of every file), the signature check
-against the trusted key and the input check (the ONNX input is uint8 NHWC with
-3 channels and the size the manifest states). Anything that fails is removed
-and the active model is never touched. A full disk is reported as such.
+safely, passes ``load_bundle`` (sha256 of every file), the signature checks
+against the trusted key (the manifest's, and the release statement's: this
+node's line and name, not expired, its exact files, no older version than the
+active one unless signed as a rollback; ``edge.runtime.release``) and the input
+check (the ONNX input is uint8 NHWC with 3 channels and the size the manifest
+states). Anything that fails is removed and the active model is never touched.
+A full disk is reported as such. Without a trusted key the store runs only when
+told ``allow_unsigned``: a development mode that checks no signature.
 """
 
 from __future__ import annotations
@@ -30,9 +34,10 @@ from typing import Any
 import onnxruntime as ort
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from edge.release_gate import ReleaseGate
 from edge.runtime.bundle import ModelBundle, load_bundle
 from edge.runtime.errors import BundleCorrupt, BundleIncompatible, UnknownBundle
-from edge.runtime.signing import verify_manifest
+from edge.runtime.release import RELEASE_FILE, ReleaseStatement, bundle_files_sha256
 from edge.uploads import (
     DEFAULT_PARTIAL_TTL_S,
     StagingFull,
@@ -128,12 +133,32 @@ class ModelStore:
         root: Path,
         *,
         trusted_key: Ed25519PublicKey | None = None,
+        allow_unsigned: bool = False,
+        line: str = "line",
+        node: str = "node",
         keep_bundles: int = 3,
         quota_bytes: int | None = None,
         partial_ttl_s: float = DEFAULT_PARTIAL_TTL_S,
     ) -> None:
+        """Open (or create) the store under ``root``.
+
+        Args:
+            root: the model directory.
+            trusted_key: the cloud's public key; pushes need its signed release statement.
+            allow_unsigned: accept bundles without signature or statement (development).
+            line: this node's line, matched against a statement's lines.
+            node: this node's name, matched against a statement's nodes.
+            keep_bundles: bundles kept on disk, the active one included (at least 2).
+            quota_bytes: the most the model directory may hold; None: the disk's size.
+            partial_ttl_s: how long an unfinished upload is kept for a resume.
+
+        Raises:
+            ConfigError: neither a trusted key nor ``allow_unsigned``.
+        """
         self.root = root
-        self.trusted_key = trusted_key
+        self.gate = ReleaseGate(
+            trusted_key, allow_unsigned=allow_unsigned, line=line, node=node, where=str(root)
+        )
         self.keep_bundles = max(2, keep_bundles)  # the active one and one to roll back to
         self.uploads = UploadArea(
             root / "uploads",
@@ -146,8 +171,6 @@ class ModelStore:
         self._bundles.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._state = self._read_state()
-        if self.trusted_key is None:
-            logger.warning("no trusted key: this node accepts unsigned bundles dir=%s", root)
 
     # Uploads (the bytes live in ``self.uploads``; the lock serialises chunks).
 
@@ -187,15 +210,19 @@ class ModelStore:
                 self.uploads.discard(upload_id)
 
     def _stage(self, upload_id: str, source: Path) -> ModelBundle:
-        bundle = self._verify(load_bundle(source))
+        bundle = load_bundle(source)
+        statement = self._verify(bundle)
+        self.gate.check_release(statement, self.active_ref())
         name, version = bundle.manifest.name, bundle.manifest.version
-        target = self._bundles / _key(name, version)
-        if not self._replace_needed(bundle):
-            logger.info("bundle already held model=%s upload_id=%s", bundle.label, upload_id)
+        key = _key(name, version)
+        target = self._bundles / key
+        if key in self._state["bundles"] and self._state["active"] == key:
+            self._keep_active(bundle, target, upload_id)
             return load_bundle(target)
+        # Not active: a held copy is replaced, so what runs is always the last signed push.
         shutil.rmtree(target, ignore_errors=True)
         source.rename(target)
-        self._state["bundles"][_key(name, version)] = {
+        self._state["bundles"][key] = {
             "staged_at": datetime.now(UTC).isoformat(timespec="microseconds"),
             "model_sha256": bundle.manifest.model_sha256,
         }
@@ -203,42 +230,66 @@ class ModelStore:
         logger.info("bundle staged model=%s upload_id=%s", bundle.label, upload_id)
         return load_bundle(target)
 
-    def _verify(self, bundle: ModelBundle) -> ModelBundle:
+    def _keep_active(self, bundle: ModelBundle, target: Path, upload_id: str) -> None:
+        """A push of the active version: the same files take its newer statement, others fail."""
+        held, pushed = bundle_files_sha256(target), bundle_files_sha256(bundle.directory)
+        if held != pushed:
+            msg = (
+                f"bundle {bundle.label}: this version is active here with other files "
+                f"(bundle sha256 {held[:12]}…, pushed {pushed[:12]}…); register a new version"
+            )
+            raise BundleIncompatible(msg)
+        release = bundle.directory / RELEASE_FILE
+        if release.is_file():
+            release.replace(target / RELEASE_FILE)
+        logger.info("bundle already held model=%s upload_id=%s", bundle.label, upload_id)
+
+    def _verify(self, bundle: ModelBundle) -> ReleaseStatement | None:
+        """Names, signatures and target of a bundle; its verified statement, if it has one.
+
+        Raises:
+            BundleCorrupt: an unsafe name, or a graph that does not fit its manifest.
+            BundleSignatureError: unsigned without ``allow_unsigned``, or a signature,
+                key or file digest that does not check out.
+            ReleaseRefused: a statement for another line or node.
+            BundleIncompatible: a graph input a node cannot feed.
+        """
         manifest = bundle.manifest
         for value, what in ((manifest.name, "name"), (manifest.version, "version")):
             try:
                 check_safe_name(value, f"bundle {bundle.label}: {what}")
             except UploadRejected as exc:
                 raise BundleCorrupt(str(exc)) from exc
-        if self.trusted_key is not None:
-            verify_manifest(manifest, self.trusted_key)
+        statement = self.gate.verify(bundle)
         check_graph_input(bundle)
-        return bundle
+        return statement
 
-    def _replace_needed(self, bundle: ModelBundle) -> bool:
-        """False when the same model is held already; refuses to replace the active one."""
-        key = _key(bundle.manifest.name, bundle.manifest.version)
-        held = self._state["bundles"].get(key)
-        if held is None:
-            return True
-        if held["model_sha256"] == bundle.manifest.model_sha256:
-            return False
-        if self._state["active"] == key:
-            msg = (
-                f"bundle {bundle.label}: this version is active here with another model "
-                f"(sha256 {held['model_sha256'][:12]}…); register a new version instead"
-            )
-            raise BundleIncompatible(msg)
-        return True
+    def check_activation(self, bundle: ModelBundle) -> None:
+        """Refuse to activate a stored bundle whose release expired or that goes back unsigned.
+
+        A rollback RPC and a restart skip this: they return to a bundle this node ran
+        before. An unsigned bundle passes only where ``allow_unsigned`` let it in.
+
+        Raises:
+            ReleaseRefused: an expired statement, or an older version than the active one
+                without a signed rollback.
+            BundleSignatureError: a statement that no longer parses.
+        """
+        with self._lock:
+            self.gate.check_release(self.gate.statement_of(bundle), self.active_ref())
 
     # Bundles and the active pointer.
 
     def open_bundle(self, name: str, version: str) -> ModelBundle:
-        """Load a stored bundle, verifying its files and signature again.
+        """Load a stored bundle, verifying its files, signatures and target again.
+
+        Expiry and version order are not checked here (``check_activation`` does for
+        Activate), so a restart or a rollback can return to a bundle that ran before.
 
         Raises:
             UnknownBundle: not in the store.
             BundleCorrupt: the files on disk changed since they were staged.
+            ReleaseRefused: its statement names another line or node.
         """
         key = _key(name, version)
         with self._lock:
@@ -246,7 +297,9 @@ class ModelStore:
                 held = ", ".join(b.label for b in self.bundles()) or "none"
                 msg = f"bundle {name}:{version} is not on this node (held: {held}); push it first"
                 raise UnknownBundle(msg)
-        return self._verify(load_bundle(self._bundles / key))
+        bundle = load_bundle(self._bundles / key)
+        self._verify(bundle)
+        return bundle
 
     def bundles(self) -> list[StoredBundle]:
         """Every stored bundle, newest staged first."""

@@ -55,7 +55,8 @@ def model_manager(settings: EdgeSettings, slot: ModelSlot) -> ModelManager | Non
     """The model store and manager behind ModelService, when ``model_dir`` is set.
 
     Raises:
-        ConfigError: the trusted key cannot be read.
+        ConfigError: the trusted key cannot be read, or there is none and
+            ``allow_unsigned`` is off.
     """
     if settings.model_dir is None:
         return None
@@ -64,6 +65,9 @@ def model_manager(settings: EdgeSettings, slot: ModelSlot) -> ModelManager | Non
     store = ModelStore(
         settings.model_dir,
         trusted_key=trusted,
+        allow_unsigned=settings.allow_unsigned,
+        line=settings.line,
+        node=settings.node,
         keep_bundles=settings.keep_bundles,
         quota_bytes=None if quota is None else int(quota * 1024 * 1024),
     )

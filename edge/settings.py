@@ -103,6 +103,10 @@ class EdgeSettings(BaseSettings):
     )
     parity_score_tolerance: float = Field(default=0.05, ge=0.0)
     parity_map_tolerance: float = Field(default=0.1, ge=0.0)
+    allow_unsigned: bool = Field(
+        default=False,
+        description="accept pushes without a signed release (development only; warns)",
+    )
 
     # gRPC security: mutual TLS with the plant CA's certificates, plaintext only on request.
     tls_cert: Path | None = Field(

@@ -9,6 +9,8 @@ counted, resends included, so the record shows what the link carried.
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import tarfile
 import time
@@ -21,6 +23,7 @@ from linewatch.v1 import common_pb2, model_service_pb2, model_service_pb2_grpc
 
 from cloud.errors import DeployError, NodeRefused, NodeUnreachable
 from edge.runtime.bundle import file_sha256, load_bundle
+from edge.runtime.release import RELEASE_FILE, ReleaseStatement
 from edge.runtime.tls import TlsFiles, channel_credentials
 
 __all__ = [
@@ -71,8 +74,17 @@ class PackedBundle:
         return f"{self.name}-{self.version}-{self.sha256[:16]}"
 
 
-def pack_bundle(bundle_dir: Path, dest: Path) -> PackedBundle:
+def pack_bundle(
+    bundle_dir: Path, dest: Path, *, release: ReleaseStatement | None = None
+) -> PackedBundle:
     """Verify a bundle directory and write it as a reproducible tar (sorted, no owners, no times).
+
+    Args:
+        bundle_dir: the bundle to pack.
+        dest: the tar to write.
+        release: the signed release statement (``cloud.release.sign_release``), packed as
+            ``release.json`` in place of any the folder holds; nodes with a trusted key
+            refuse a bundle without one.
 
     Raises:
         BundleCorrupt: the bundle fails verification.
@@ -81,15 +93,27 @@ def pack_bundle(bundle_dir: Path, dest: Path) -> PackedBundle:
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as tar:
         for path in sorted(p for p in bundle_dir.rglob("*") if p.is_file()):
-            info = tarfile.TarInfo(path.relative_to(bundle_dir).as_posix())
+            relative = path.relative_to(bundle_dir).as_posix()
+            if release is not None and relative == RELEASE_FILE:
+                continue
+            info = tarfile.TarInfo(relative)
             info.size, info.mode, info.mtime = path.stat().st_size, 0o644, 0
             with path.open("rb") as handle:
                 tar.addfile(info, handle)
+        if release is not None:
+            _add_release(tar, release)
     digest = file_sha256(dest)
     manifest = bundle.manifest
     return PackedBundle(
         dest, digest, dest.stat().st_size, manifest.name, manifest.version, manifest.model_sha256
     )
+
+
+def _add_release(tar: tarfile.TarFile, release: ReleaseStatement) -> None:
+    data = json.dumps(release.model_dump(mode="json"), indent=1).encode() + b"\n"
+    info = tarfile.TarInfo(RELEASE_FILE)
+    info.size, info.mode, info.mtime = len(data), 0o644, 0
+    tar.addfile(info, io.BytesIO(data))
 
 
 @dataclass(frozen=True)

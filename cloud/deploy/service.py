@@ -14,6 +14,7 @@ import logging
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,8 @@ from cloud.deploy.record import DeploymentRecorder
 from cloud.deploy.rollout import OutcomeCallback, RolloutReport, RolloutState, TargetState, roll_out
 from cloud.deploy.targets import Target
 from cloud.errors import DeployError
+from cloud.release import DEFAULT_VALID_FOR, ReleaseScope, release_scope, sign_release
+from cloud.signing import DEFAULT_SIGNING_KEY, load_private_key
 
 if TYPE_CHECKING:
     from cloud.registry import RegistrySettings
@@ -62,6 +65,9 @@ class VersionDeployer:
         requested_by: str = "",
         on_start: StartCallback | None = None,
         on_outcome: OutcomeCallback | None = None,
+        signing_key: Path = DEFAULT_SIGNING_KEY,
+        valid_for: timedelta = DEFAULT_VALID_FOR,
+        any_target: bool = False,
     ) -> None:
         """Configure the deployer; nothing is contacted yet.
 
@@ -75,6 +81,9 @@ class VersionDeployer:
             requested_by: who asked, for the record (``cli``, a user, a service).
             on_start: called once the bundle is packed, before the first node is touched.
             on_outcome: called as each node finishes.
+            signing_key: the cloud's Ed25519 key; it signs each rollout's release statement.
+            valid_for: how long nodes accept a release after it is made.
+            any_target: release to any node (``*``) instead of naming the targets.
         """
         self.name = name
         self.registry = registry
@@ -85,6 +94,9 @@ class VersionDeployer:
         self.requested_by = requested_by
         self.on_start = on_start
         self.on_outcome = on_outcome
+        self.signing_key = signing_key
+        self.valid_for = valid_for
+        self.any_target = any_target
 
     def current_version(self, alias: str) -> int:
         """The version number ``alias`` names right now.
@@ -97,7 +109,12 @@ class VersionDeployer:
         return resolve_version(self.name, settings=self.registry, alias=alias)
 
     def deploy(
-        self, targets: Sequence[Target], *, version: int | None = None, alias: str | None = None
+        self,
+        targets: Sequence[Target],
+        *,
+        version: int | None = None,
+        alias: str | None = None,
+        rollback: bool = False,
     ) -> RolloutReport:
         """Download, pack and roll out one version; a node that fails keeps its old model.
 
@@ -105,14 +122,18 @@ class VersionDeployer:
             targets: nodes in order; the first ``canary`` of them are the canaries.
             version: a version number; else ``alias``; else the latest version.
             alias: an alias such as ``production`` (it wins over ``version`` when both given).
+            rollback: sign the release as a rollback, so nodes running a newer version
+                of the model accept it.
 
         Returns:
             The rollout, node by node; ``raise_for_failures`` turns failed nodes into an error.
 
         Raises:
             RegistryError: an unknown model, version or alias, or MLflow unreachable.
-            BundleCorrupt: a downloaded bundle that fails its checks.
-            DeployError: no targets.
+            BundleCorrupt: a downloaded bundle that fails its checks, or whose manifest the
+                signing key did not sign (``BundleSignatureError``).
+            ConfigError: the signing key cannot be read.
+            DeployError: no targets, or one the release cannot name.
             StoreError: the record could not be started.
         """
         from cloud.registry import download_version  # MLflow only when it is needed
@@ -125,7 +146,16 @@ class VersionDeployer:
                 version=version,
                 alias=alias,
             )
-            packed = pack_bundle(bundle_dir, Path(workdir) / "bundle.tar")
+            release = sign_release(
+                bundle_dir,
+                load_private_key(self.signing_key),
+                ReleaseScope.any()
+                if self.any_target
+                else release_scope(targets, session_factory=self.session_factory),
+                valid_for=self.valid_for,
+                rollback=rollback,
+            )
+            packed = pack_bundle(bundle_dir, Path(workdir) / "bundle.tar", release=release)
             if self.on_start is not None:
                 self.on_start(packed, targets)
             return roll_out(

@@ -18,6 +18,7 @@ from cloud.db.session import DEFAULT_DB_URL
 from cloud.deploy.pusher import ClientOptions
 from cloud.errors import ConfigError
 from cloud.pki import DEFAULT_PKI_DIR
+from cloud.signing import DEFAULT_SIGNING_KEY
 from edge.runtime.tls import CA_FILE, TlsFiles
 
 __all__ = ["DeploySettings", "load_deploy_settings"]
@@ -36,6 +37,9 @@ class DeploySettings(BaseSettings):
     deploy_timeout_s: float = Field(default=30.0, gt=0.0, description="unary call deadline")
     activate_timeout_s: float = Field(default=120.0, gt=0.0, description="Activate deadline")
     push_attempts: int = Field(default=4, ge=1, description="resumed attempts per push")
+    signing_key: Path = Field(
+        default=DEFAULT_SIGNING_KEY, description="Ed25519 key that signs each release"
+    )
     tls_cert: Path = Field(
         default=DEFAULT_PKI_DIR / "deployer-deployer.pem", description="the deployer's certificate"
     )

@@ -277,6 +277,25 @@ def resolve_version(
         return int(_resolve(client, name, version, alias).version)
 
 
+def _inside_artifacts(root: Path, relative: str, name: str, version: str | int) -> Path:
+    """Resolve an artifact path of an MLmodel file, refusing one that leaves the download.
+
+    The MLmodel file comes from the artifact store, which others can write: an
+    absolute path or ``..`` would copy a file of this machine into the bundle.
+
+    Raises:
+        RegistryError: the path resolves outside ``root``.
+    """
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root.resolve()):
+        msg = (
+            f"model {name} version {version}: artifact path {relative!r} points outside its "
+            "artifact root; refusing it, register the bundle again"
+        )
+        raise RegistryError(msg)
+    return path
+
+
 def download_version(
     name: str,
     *,
@@ -318,7 +337,7 @@ def download_version(
         )
         flavor = Model.load(local).flavors.get("python_function", {})
         files = {
-            key: str(Path(local) / entry["path"])
+            key: str(_inside_artifacts(Path(local), str(entry["path"]), name, found.version))
             for key, entry in flavor.get("artifacts", {}).items()
         }
         if not files:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import tarfile
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from pydantic import (
@@ -23,7 +24,9 @@ from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
     ValidationError,
+    field_validator,
     model_serializer,
+    model_validator,
 )
 
 from edge.runtime.errors import BundleCorrupt, BundleIncompatible
@@ -40,6 +43,7 @@ __all__ = [
     "ModelBundle",
     "ScoreCalibration",
     "TrainingData",
+    "check_bundle_path",
     "file_sha256",
     "load_bundle",
     "manifest_signing_bytes",
@@ -88,6 +92,24 @@ class GoldenImage(_Frozen):
     anomaly_map_digest: list[list[float]] = Field(
         description="the anomaly map mean-pooled to a small grid, row major"
     )
+
+    @field_validator("file")
+    @classmethod
+    def _inside_bundle(cls, value: str) -> str:
+        return check_bundle_path(value, "golden image")
+
+    @field_validator("image_score")
+    @classmethod
+    def _finite_score(cls, value: float) -> float:
+        return _finite(value, "golden image_score")
+
+    @field_validator("anomaly_map_digest")
+    @classmethod
+    def _finite_digest(cls, value: list[list[float]]) -> list[list[float]]:
+        for row in value:
+            for cell in row:
+                _finite(cell, "golden anomaly_map_digest value")
+        return value
 
 
 class _RecordSection(BaseModel):
@@ -163,6 +185,79 @@ class Manifest(_Frozen):
     signature: str | None = Field(default=None, description="base64 Ed25519 over the rest")
     signing_key_id: str | None = None
 
+    @field_validator("model_file")
+    @classmethod
+    def _model_inside_bundle(cls, value: str) -> str:
+        return check_bundle_path(value, "model_file")
+
+    @field_validator("files")
+    @classmethod
+    def _files_inside_bundle(cls, value: dict[str, str]) -> dict[str, str]:
+        for relative in value:
+            check_bundle_path(relative, "file")
+        return value
+
+    @field_validator("decision")
+    @classmethod
+    def _finite_policy(cls, value: DecisionPolicy) -> DecisionPolicy:
+        # inf/nan pass every comparison the wrong way: an infinite threshold passes all parts.
+        _finite(value.threshold, "decision threshold")
+        _finite(value.uncertain_low, "decision uncertain_low")
+        return value
+
+    @field_validator("calibration")
+    @classmethod
+    def _finite_calibration(cls, value: ScoreCalibration) -> ScoreCalibration:
+        _finite(value.raw_location, "calibration raw_location")
+        _finite(value.raw_scale, "calibration raw_scale")
+        return value
+
+    @model_validator(mode="after")
+    def _golden_files_are_checked(self) -> Manifest:
+        # A golden image outside ``files`` would be read without its sha256 being checked.
+        for golden in self.golden:
+            if golden.file not in self.files:
+                msg = (
+                    f"golden image {golden.file!r} is not listed in files, so its sha256 is "
+                    "never checked; export the bundle again"
+                )
+                raise ValueError(msg)
+        return self
+
+
+def _finite(value: float, what: str) -> float:
+    if not math.isfinite(value):
+        msg = f"{what} is {value}; it must be a finite number, export the bundle again"
+        raise ValueError(msg)
+    return value
+
+
+def check_bundle_path(relative: str, what: str) -> str:
+    """Refuse a path a manifest names unless it stays inside the bundle.
+
+    Checked on the text, before any file is opened, so a manifest cannot make a
+    node read ``/etc/…`` or ``../…`` (a later ``resolve`` check catches links).
+
+    Raises:
+        ValueError: empty, absolute, with a backslash or drive, or with a ``..`` or ``.`` part.
+    """
+    path = PurePosixPath(relative)
+    unsafe = (
+        not relative
+        or path.is_absolute()
+        or "\\" in relative
+        or ":" in relative
+        or any(part in {"..", "."} for part in relative.split("/"))
+        or "" in relative.split("/")
+    )
+    if unsafe:
+        msg = (
+            f"{what} path {relative!r} points outside the bundle or is not a plain relative "
+            "path (no leading /, no .., no empty parts); export the bundle again"
+        )
+        raise ValueError(msg)
+    return relative
+
 
 def file_sha256(path: Path) -> str:
     """Return the hex sha256 of a file, read in chunks."""
@@ -227,7 +322,8 @@ def _read_manifest(bundle_dir: Path) -> Manifest:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        msg = f"bundle {bundle_dir}: {MANIFEST_FILE} field {where!r}: {first['msg']}"
+        field = f" field {where!r}" if where else ""
+        msg = f"bundle {bundle_dir}: {MANIFEST_FILE}{field}: {first['msg']}"
         raise BundleCorrupt(msg) from exc
 
 

@@ -10,6 +10,8 @@ The tree::
     │   │   └── UploadCorrupt         a pushed upload whose bytes miss its sha256
     │   └── BundleIncompatible readable but not for this node (input size, format version)
     │       ├── ParityFailed          golden images not reproduced within tolerance
+    │       ├── ReleaseRefused        a signed release for another line or node, expired, or
+    │       │                         an older version without a signed rollback
     │       └── ActivationFailed      ONNX Runtime refused a verified bundle
     ├── ImageDecodeError       bytes that are not an image we can read
     ├── ImageTooLarge          an image over the configured size limit
@@ -43,6 +45,7 @@ __all__ = [
     "NothingToRollBack",
     "OutboxError",
     "ParityFailed",
+    "ReleaseRefused",
     "StagingFull",
     "UnknownBundle",
     "UploadCorrupt",
@@ -104,6 +107,10 @@ class NothingToRollBack(LinewatchError):
 
 class ParityFailed(BundleIncompatible):
     """The node's results on the golden images diverge from the trainer's."""
+
+
+class ReleaseRefused(BundleIncompatible):
+    """A validly signed release that does not allow this node, now, or this version order."""
 
 
 class ActivationFailed(BundleIncompatible):

@@ -67,12 +67,15 @@ def registry(tmp_path_factory: pytest.TempPathFactory, signing_pair: KeyPair) ->
 
 
 @pytest.fixture
-def deployer_factory(registry: RegistrySettings, deploy_db: Db) -> Callable[..., VersionDeployer]:
-    """Deployers of ``line3`` recording into ``deploy_db``; keyword arguments override."""
+def deployer_factory(
+    registry: RegistrySettings, deploy_db: Db, signing_pair: KeyPair
+) -> Callable[..., VersionDeployer]:
+    """Deployers of ``line3`` recording into ``deploy_db``, signing releases; overridable."""
 
     def make(**overrides: object) -> VersionDeployer:
         values: dict[str, object] = {
             "registry": registry,
+            "signing_key": signing_pair.private_key,
             "session_factory": deploy_db[1],
             "options": _FAST,
             "requested_by": "test",

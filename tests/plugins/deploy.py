@@ -25,15 +25,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from onnx import TensorProto, helper, numpy_helper
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud.release import ReleaseScope, sign_release
 from cloud.signing import KeyPair, generate_key_pair, load_private_key, sign_manifest
 from edge.node import EdgeNode
 from edge.runtime.bundle import GoldenImage, ModelBundle, file_sha256, load_bundle, write_manifest
 from edge.runtime.engine import EngineOptions, InferenceEngine
 from edge.runtime.golden import map_digest
+from edge.runtime.release import RELEASE_FILE, ReleaseStatement, write_release
 from edge.settings import EdgeSettings
 from tests.tiny_bundle import make_tiny_bundle
 
-__all__ = ["GOLDEN_GREYS", "NodeProcess", "make_pushable_bundle"]
+__all__ = ["GOLDEN_GREYS", "NodeProcess", "make_pushable_bundle", "release_bundle"]
 
 GOLDEN_GREYS = (128, 184, 255)  # normal, uncertain, abnormal for the tiny bundle
 EDGE = Path(sys.executable).parent / "linewatch-edge"
@@ -73,8 +75,12 @@ def make_pushable_bundle(
     manifest_size: int | None = None,
     float_input: bool = False,
     golden: bool = True,
+    release: ReleaseScope | None = None,
 ) -> ModelBundle:
     """A tiny real bundle with golden images scored on ONNX Runtime's CPU, optionally signed.
+
+    A signed bundle also carries a signed ``release.json`` for ``release`` (default: any
+    node), as the deployer would pack it, so it can be pushed to a node with a key.
 
     Args:
         score_offset: added to every golden score after scoring (a parity failure).
@@ -119,7 +125,21 @@ def make_pushable_bundle(
     if key is not None:
         manifest = sign_manifest(manifest, key)
     write_manifest(manifest, directory)
+    if key is not None:
+        release_bundle(directory, key, release or ReleaseScope.any())
     return load_bundle(directory)
+
+
+def release_bundle(
+    directory: Path, key: Ed25519PrivateKey, scope: ReleaseScope, **options: object
+) -> ReleaseStatement:
+    """Sign a release of the bundle in ``directory`` and write it there as ``release.json``.
+
+    ``options`` go to ``sign_release``: ``valid_for``, ``rollback``, ``issued_at``.
+    """
+    statement = sign_release(directory, key, scope, **options)  # type: ignore[arg-type]
+    write_release(statement, directory / RELEASE_FILE)
+    return statement
 
 
 @pytest.fixture(scope="session")

@@ -141,7 +141,7 @@ def test_tar_reaching_outside_is_refused(store: ModelStore, tmp_path: Path) -> N
 def test_upload_over_the_quota_is_staging_full(
     tmp_path: Path, bundle_maker: Callable[..., ModelBundle]
 ) -> None:
-    store = ModelStore(tmp_path / "small", quota_bytes=1000)
+    store = ModelStore(tmp_path / "small", allow_unsigned=True, quota_bytes=1000)
     packed = _pack(bundle_maker())
 
     with pytest.raises(StagingFull, match="has room for"):
@@ -196,7 +196,7 @@ def test_only_the_last_bundles_are_kept(
 
 def test_announced_sizes_are_reserved_against_the_quota(tmp_path: Path) -> None:
     """Ten uploads announced at once cannot together outgrow a 5 MB quota."""
-    store = ModelStore(tmp_path / "small", quota_bytes=5 << 20)
+    store = ModelStore(tmp_path / "small", allow_unsigned=True, quota_bytes=5 << 20)
     accepted = 0
     for index in range(10):
         try:
@@ -210,7 +210,9 @@ def test_announced_sizes_are_reserved_against_the_quota(tmp_path: Path) -> None:
 
 
 def test_a_stalled_partial_upload_expires_with_its_reservation(tmp_path: Path) -> None:
-    store = ModelStore(tmp_path / "small", quota_bytes=5 << 20, partial_ttl_s=60.0)
+    store = ModelStore(
+        tmp_path / "small", allow_unsigned=True, quota_bytes=5 << 20, partial_ttl_s=60.0
+    )
     store.write_chunk("stalled", 0, b"x" * 100, total_size=2 << 20, sha256="a" * 64)
     uploads = tmp_path / "small" / "uploads"
     long_ago = time.time() - 3600

@@ -13,6 +13,7 @@ import json
 import signal
 import threading
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -149,6 +150,9 @@ def deploy(
     tls_key: TlsKey = None,
     tls_ca: TlsCa = None,
     insecure: Insecure = False,
+    valid_for: Annotated[
+        str, typer.Option("--valid-for", help="How long nodes accept the signed release.")
+    ] = "7d",
 ) -> None:
     """Roll a registered version out: canaries first, then the rest, recorded per node."""
     if ctx.invoked_subcommand is not None:
@@ -157,7 +161,9 @@ def deploy(
     from cloud.deploy import resolve_targets
     from cloud.deploy.settings import load_deploy_settings
     from cloud.deploy.targets import parse_node_list
+    from cloud.release import parse_validity
 
+    validity = parse_validity(valid_for)
     settings = load_deploy_settings(
         db_url=db,
         deploy_concurrency=concurrency,
@@ -167,7 +173,13 @@ def deploy(
     sessions = _sessions(settings.db_url, create=True)
     node_list = parse_node_list(nodes)
     deployer = _deployer(
-        name, settings, options, sessions, tracking_uri=tracking_uri, canary=canary
+        name,
+        settings,
+        options,
+        sessions,
+        tracking_uri=tracking_uri,
+        canary=canary,
+        valid_for=validity,
     )
     if not watch:
         targets = resolve_targets(nodes=node_list, line=line, session_factory=sessions)
@@ -214,6 +226,7 @@ def _deployer(
     *,
     tracking_uri: str | None,
     canary: int,
+    valid_for: timedelta,
 ) -> VersionDeployer:
     """The deploy service for ``name``, printing the bundle and each node as they go."""
     from cloud.cli.commands.registry import quiet_mlflow
@@ -232,6 +245,8 @@ def _deployer(
         requested_by="cli",
         on_start=_show_start,
         on_outcome=_show_outcome,
+        signing_key=settings.signing_key,
+        valid_for=valid_for,
     )
 
 

@@ -47,12 +47,25 @@ def _ok(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout
 
 
+def _heard_from(db_url: str, address: str, *, line: str = "line", node: str = "node") -> None:
+    """Record a node as its first heartbeat would: a signed release must name its line."""
+    from cloud.db.migrate import upgrade
+    from cloud.db.models import Node
+    from cloud.db.session import make_engine, make_session_factory
+
+    upgrade(db_url)
+    with make_session_factory(make_engine(db_url))() as session:
+        session.add(Node(site="site", line=line, node=node, grpc_address=address, online=True))
+        session.commit()
+
+
 def test_keys_register_promote_deploy_status_rollback(
     tmp_path: Path, bundle_maker: Callable[..., ModelBundle]
 ) -> None:
     cwd = tmp_path / "cloud"
     cwd.mkdir()
-    db = ["--db", f"sqlite:///{tmp_path / 'linewatch.db'}"]
+    db_url = f"sqlite:///{tmp_path / 'linewatch.db'}"
+    db = ["--db", db_url]
 
     keys = _ok(_run(["keys", "init", "--out", "keys/"], cwd))
     assert "key id" in keys
@@ -86,6 +99,7 @@ def test_keys_register_promote_deploy_status_rollback(
         tmp_path / "models", cwd / "keys" / "signing.pub", tmp_path / "rec", security=node_tls
     )
     try:
+        _heard_from(db_url, node.address)
         deployed = _ok(_run(["deploy", "--name", "line3", "--nodes", node.address, *db], cwd))
         assert "deploying line3:1" in deployed and "succeeded" in deployed
 
@@ -138,6 +152,7 @@ def test_unreachable_node_fails_the_deploy_with_one_line(
     _ok(_run(["promote", "--name", "l1", "--version", "1"], cwd))
 
     db = ["--db", f"sqlite:///{tmp_path}/d.db"]
+    _heard_from(f"sqlite:///{tmp_path}/d.db", "127.0.0.1:1")
     result = _run(["deploy", "--name", "l1", "--nodes", "127.0.0.1:1", *db, "--insecure"], cwd)
 
     assert result.returncode == 1
@@ -175,13 +190,15 @@ def test_watch_rolls_out_each_time_the_alias_moves(
 ) -> None:
     cwd = tmp_path / "cloud"
     cwd.mkdir()
-    db = ["--db", f"sqlite:///{tmp_path / 'linewatch.db'}"]
+    db_url = f"sqlite:///{tmp_path / 'linewatch.db'}"
+    db = ["--db", db_url]
     _ok(_run(["keys", "init"], cwd))
     for version in ("1", "2"):
         bundle = bundle_maker(key=None, version=version)
         _ok(_run(["register", "--bundle", str(bundle.directory), "--name", "line3"], cwd))
     _ok(_run(["promote", "--name", "line3", "--version", "1"], cwd))
     node = start_node_process(tmp_path / "models", cwd / "keys" / "signing.pub", tmp_path / "rec")
+    _heard_from(db_url, node.address)
     watch = ["deploy", "--name", "line3", "--nodes", node.address, "--watch", "--interval", "0.3"]
     watch.append("--insecure")  # a lab node: start_node_process serves plaintext
     watcher = subprocess.Popen(

@@ -52,6 +52,7 @@ from linewatch.v1 import inspection_pb2, inspection_pb2_grpc  # noqa: E402
 from cloud.deploy import PackedBundle, Target, pack_bundle, roll_out  # noqa: E402
 from cloud.deploy.pusher import ClientOptions, NodeClient  # noqa: E402
 from cloud.pki import init_ca, issue_certificate, load_ca  # noqa: E402
+from cloud.release import ReleaseScope, sign_release  # noqa: E402
 from cloud.signing import generate_key_pair, load_private_key, sign_manifest  # noqa: E402
 from edge.runtime.bundle import load_bundle, write_manifest  # noqa: E402
 from edge.runtime.tls import CRL_FILE, Role, TlsFiles, channel_credentials  # noqa: E402
@@ -133,8 +134,10 @@ def _drain(node: NodeProc) -> None:
             node.address = found.group(1)
 
 
-def _versions(base: Path, work: Path, key_path: Path, count: int) -> Iterator[PackedBundle]:
-    """Copies of the base bundle stamped version 1, 2, … and signed, packed one at a time."""
+def _versions(
+    base: Path, work: Path, key_path: Path, count: int, node_names: tuple[str, ...]
+) -> Iterator[PackedBundle]:
+    """Copies of the base bundle stamped version 1, 2, …, signed and released to the nodes."""
     key = load_private_key(key_path)
     manifest = load_bundle(base).manifest
     for number in range(1, count + 1):
@@ -143,7 +146,8 @@ def _versions(base: Path, work: Path, key_path: Path, count: int) -> Iterator[Pa
         write_manifest(
             sign_manifest(manifest.model_copy(update={"version": str(number)}), key), folder
         )
-        yield pack_bundle(folder, folder.with_suffix(".tar"))
+        release = sign_release(folder, key, ReleaseScope(nodes=node_names))
+        yield pack_bundle(folder, folder.with_suffix(".tar"), release=release)
 
 
 def _tiny_bundle(work: Path) -> Path:
@@ -316,7 +320,8 @@ def main() -> None:
         work = Path(tmp)
         pair = generate_key_pair(work / "keys")
         base = args.bundle or _tiny_bundle(work)
-        versions = _versions(base, work, pair.private_key, len(counts) + args.swaps)
+        names = tuple(f"bench-{index}" for index in range(max(counts)))
+        versions = _versions(base, work, pair.private_key, len(counts) + args.swaps, names)
         started = time.perf_counter()
         plant = make_plant(work / "pki", max(counts)) if args.tls else None
         options = ClientOptions(tls=plant.deployer if plant else None)

@@ -8,6 +8,7 @@ made in the work folder first.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -46,11 +47,11 @@ def _tool(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
-def _run(command: list[str], echo: Echo) -> None:
+def _run(command: list[str], echo: Echo, env: dict[str, str] | None = None) -> None:
     echo(
         "$ " + " ".join(Path(command[0]).name if i == 0 else part for i, part in enumerate(command))
     )
-    completed = subprocess.run(command, check=False)
+    completed = subprocess.run(command, check=False, env=None if env is None else os.environ | env)
     if completed.returncode != 0:
         msg = f"demo: `{' '.join(command[:2])}` failed with exit code {completed.returncode}"
         raise DeployError(msg)
@@ -168,6 +169,7 @@ class _Demo:
              LINE, "--canary", "1", "--db", self.db_url, *common,
              *self.tls_flags(Role.DEPLOYER, "deployer")],
             self.echo,
+            env={"LINEWATCH_SIGNING_KEY": str(self.keys / "signing.key")},  # signs the release
         )  # fmt: skip
 
     def watch(self) -> None:

@@ -166,3 +166,70 @@ def test_manifest_without_the_sections_still_loads(tmp_path: Path) -> None:
     assert manifest.detector.kind is None
     assert manifest.training_data.dataset_digest == ""
     assert manifest.model_dump(mode="json")["detector"] == {}
+
+
+def _edit_manifest(folder: Path, edit: dict[str, object]) -> None:
+    path = folder / MANIFEST_FILE
+    raw = json.loads(path.read_text())
+    for dotted, value in edit.items():
+        *parents, last = dotted.split(".")
+        target = raw
+        for part in parents:
+            target = target[part]
+        target[last] = value
+    # json.dumps writes Infinity and NaN, as an attacker's manifest would carry them
+    path.write_text(json.dumps(raw))
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"decision.threshold": float("inf")}, r"decision threshold is inf"),
+        ({"decision.threshold": float("nan")}, r"decision threshold is nan"),
+        ({"decision.uncertain_low": float("-inf")}, r"decision uncertain_low is -inf"),
+        ({"decision.uncertain_low": 9.0, "decision.threshold": 3.0}, r"above threshold"),
+        ({"calibration.raw_location": float("nan")}, r"calibration raw_location is nan"),
+    ],
+)
+def test_non_finite_or_unordered_policy_is_refused(
+    tmp_path: Path, edit: dict[str, object], message: str
+) -> None:
+    make_tiny_bundle(tmp_path / "b")
+    _edit_manifest(tmp_path / "b", edit)
+    with pytest.raises(BundleCorrupt, match=rf"manifest\.json field '\w+'.*{message}"):
+        load_bundle(tmp_path / "b")
+
+
+_GOLDEN = {"file": "", "image_score": 0.0, "anomaly_map_digest": [[0.0]]}
+
+
+@pytest.mark.parametrize(
+    "path", ["/etc/x", "../x", "golden/../../x", "golden//x", "./x", "C:x", "golden\\x", ""]
+)
+def test_golden_image_paths_must_stay_inside_the_bundle(tmp_path: Path, path: str) -> None:
+    make_tiny_bundle(tmp_path / "b")
+    _edit_manifest(tmp_path / "b", {"golden": [{**_GOLDEN, "file": path}]})
+    with pytest.raises(BundleCorrupt, match=r"field 'golden\.0\.file'.*points outside the bundle"):
+        load_bundle(tmp_path / "b")
+
+
+def test_a_golden_image_outside_the_checked_files_is_refused(tmp_path: Path) -> None:
+    make_tiny_bundle(tmp_path / "b")
+    _edit_manifest(tmp_path / "b", {"golden": [{**_GOLDEN, "file": "golden/a.png"}]})
+    with pytest.raises(BundleCorrupt, match=r"'golden/a\.png' is not listed in files"):
+        load_bundle(tmp_path / "b")
+
+
+def test_a_non_finite_golden_score_is_refused(tmp_path: Path) -> None:
+    make_tiny_bundle(tmp_path / "b")
+    golden = {**_GOLDEN, "file": "golden/a.png", "image_score": float("inf")}
+    _edit_manifest(tmp_path / "b", {"golden": [golden]})
+    with pytest.raises(BundleCorrupt, match=r"golden image_score is inf"):
+        load_bundle(tmp_path / "b")
+
+
+def test_model_file_outside_the_bundle_is_refused(tmp_path: Path) -> None:
+    make_tiny_bundle(tmp_path / "b")
+    _edit_manifest(tmp_path / "b", {"model_file": "/etc/passwd"})
+    with pytest.raises(BundleCorrupt, match=r"model_file path '/etc/passwd' points outside"):
+        load_bundle(tmp_path / "b")

@@ -7,17 +7,22 @@ import os
 import tarfile
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cloud.deploy.pusher import PackedBundle, pack_bundle
+from cloud.release import ReleaseScope
 from cloud.signing import KeyPair
 from edge.model_store import ModelStore, UnknownBundle
 from edge.runtime.bundle import ModelBundle, file_sha256
-from edge.runtime.errors import BundleCorrupt, BundleIncompatible
+from edge.runtime.errors import BundleCorrupt, BundleIncompatible, ConfigError
+from edge.runtime.release import RELEASE_FILE, read_release
 from edge.runtime.signing import BundleSignatureError, load_public_key
 from edge.uploads import StagingFull, UploadCorrupt, UploadRejected
+from tests.plugins.deploy import release_bundle
 
 
 @pytest.fixture
@@ -107,6 +112,43 @@ def test_unsigned_bundle_is_refused(
     with pytest.raises(BundleSignatureError, match="unsigned"):
         _stage(store, bundle_maker(key=None))
     assert store.bundles() == []
+
+
+def test_a_store_that_could_check_nothing_does_not_open(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"no trusted key.*--trusted-key.*--allow-unsigned"):
+        ModelStore(tmp_path / "models")
+
+
+def test_a_signed_bundle_without_a_release_is_refused_unless_unsigned_is_allowed(
+    tmp_path: Path, bundle_maker: Callable[..., ModelBundle], signing_pair: KeyPair
+) -> None:
+    bundle = bundle_maker()
+    (bundle.directory / RELEASE_FILE).unlink()
+    strict = ModelStore(tmp_path / "strict", trusted_key=load_public_key(signing_pair.public_key))
+    with pytest.raises(BundleSignatureError, match=r"carries no signed release\.json"):
+        _stage(strict, bundle)
+    lax = ModelStore(
+        tmp_path / "lax", trusted_key=load_public_key(signing_pair.public_key), allow_unsigned=True
+    )
+    assert _stage(lax, bundle).label == "tiny:1"
+    assert _stage(lax, bundle_maker(key=None, version="2")).label == "tiny:2"
+
+
+def test_the_active_version_pushed_again_takes_the_newer_release_only_for_the_same_files(
+    store: ModelStore, bundle_maker: Callable[..., ModelBundle], signing_key: Ed25519PrivateKey
+) -> None:
+    first = bundle_maker(version="1")
+    _stage(store, first)
+    store.set_active("tiny", "1")
+    later = release_bundle(first.directory, signing_key, ReleaseScope.any(), valid_for=timedelta(1))
+    _stage(store, first)
+    held = read_release(store.root / "bundles" / "tiny@1")
+    assert held == later
+
+    (first.directory / "notes.txt").write_text("another file")
+    release_bundle(first.directory, signing_key, ReleaseScope.any())
+    with pytest.raises(BundleIncompatible, match="active here with other files"):
+        _stage(store, first)
 
 
 def test_manifest_for_another_input_size_is_corrupt(

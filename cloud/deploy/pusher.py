@@ -62,6 +62,7 @@ class PackedBundle:
     name: str
     version: str
     model_sha256: str
+    released: bool = False  # carries a signed release statement for its targets
 
     @property
     def label(self) -> str:
@@ -105,7 +106,13 @@ def pack_bundle(
     digest = file_sha256(dest)
     manifest = bundle.manifest
     return PackedBundle(
-        dest, digest, dest.stat().st_size, manifest.name, manifest.version, manifest.model_sha256
+        dest,
+        digest,
+        dest.stat().st_size,
+        manifest.name,
+        manifest.version,
+        manifest.model_sha256,
+        released=release is not None,
     )
 
 
@@ -236,13 +243,15 @@ class NodeClient:
     ) -> PushResult:
         """Upload a packed bundle, resuming after broken streams, until the node staged it.
 
-        A bundle the node already holds (same name, version and model sha256) is not sent.
+        An unreleased bundle the node already holds (same name, version and model sha256)
+        is not sent. A released one always is: its statement (targets, expiry, a signed
+        rollback) is new even when the files are not, and the node decides what to keep.
 
         Raises:
             NodeUnreachable: every attempt failed on the link.
             NodeRefused: the node refused the bundle (status code in ``code``).
         """
-        if (packed.label, packed.model_sha256) in self.models().bundles:
+        if not packed.released and (packed.label, packed.model_sha256) in self.models().bundles:
             return PushResult(bytes_sent=0, attempts=0, already_held=True)
         sent = [0]
         for attempt in range(1, self.options.max_attempts + 1):

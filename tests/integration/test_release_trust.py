@@ -108,7 +108,15 @@ def _edit_manifest(bundle: ModelBundle, **decision: float) -> None:
 
 def test_a_node_with_a_model_dir_and_no_key_refuses_to_start(tmp_path: Path) -> None:
     result = subprocess.run(
-        [str(EDGE), "serve", "--grpc", "127.0.0.1:0", "--model-dir", str(tmp_path / "models")],
+        [
+            str(EDGE),
+            "serve",
+            "--grpc",
+            "127.0.0.1:0",
+            "--insecure",
+            "--model-dir",
+            str(tmp_path / "models"),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -125,7 +133,7 @@ def test_a_node_with_a_model_dir_and_no_key_refuses_to_start(tmp_path: Path) -> 
 def test_allow_unsigned_starts_with_a_warning(tmp_path: Path) -> None:
     process = subprocess.Popen(
         [str(EDGE), "serve", "--grpc", "127.0.0.1:0", "--model-dir", str(tmp_path / "models"),
-         "--record-dir", str(tmp_path / "rec"), "--allow-unsigned"],
+         "--record-dir", str(tmp_path / "rec"), "--allow-unsigned", "--insecure"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

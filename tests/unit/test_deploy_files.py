@@ -622,3 +622,17 @@ def test_no_deploy_file_runs_anything_insecure() -> None:
         text = path.read_text(errors="replace")
         assert "--insecure" not in text, f"{path.relative_to(ROOT)} turns mutual TLS off"
         assert "insecure_channel" not in text, f"{path.relative_to(ROOT)} dials plaintext"
+
+
+def test_every_node_with_a_model_store_trusts_only_the_cloud_key() -> None:
+    """A node that takes pushes runs only released bundles: a trusted key, never unsigned."""
+    edge_default = _exec_form(DOCKERFILES["linewatch-edge"], "ENTRYPOINT") + _exec_form(
+        DOCKERFILES["linewatch-edge"], "CMD"
+    )
+    nodes = [c.argv for c in _linewatch_containers() if c.argv[1:2] == ["serve"]]
+    for argv in [edge_default, *nodes]:
+        if "--model-dir" in argv:
+            assert _flag(argv, "--trusted-key"), f"{argv}: a model store without --trusted-key"
+    for path in sorted(p for p in DEPLOY.rglob("*") if p.is_file()):
+        text = path.read_text(errors="replace")
+        assert "--allow-unsigned" not in text, f"{path.relative_to(ROOT)} runs unsigned bundles"

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 _LATENCY_BUCKETS_S = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 )  # fmt: skip
+_BATCH_SIZE_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 32, 64)
 
 
 class NodeMetrics:
@@ -60,6 +61,12 @@ class NodeMetrics:
             "linewatch_inspection_latency_seconds",
             "Decode, resize, inference and decision per frame",
             buckets=_LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.inference_batch_size = Histogram(
+            "linewatch_inference_batch_size",
+            "Frames per ONNX Runtime run (micro-batching)",
+            buckets=_BATCH_SIZE_BUCKETS,
             registry=r,
         )
         self.model_info = Gauge(

@@ -48,6 +48,7 @@ def engine_options(settings: EdgeSettings) -> EngineOptions:
         tensorrt_cache_dir=settings.tensorrt_cache_dir,
         tensorrt_fp16=settings.tensorrt_fp16,
         warmup_runs=settings.warmup_runs,
+        warmup_batch_max=settings.batch_max,
     )
 
 
@@ -222,7 +223,14 @@ class EdgeNode:
         self.metrics = metrics or NodeMetrics()
         self.slot = ModelSlot()
         self.slot.add_listener(self.metrics.set_model)
-        self.inspector = Inspector(self.slot, max_pixels=settings.max_pixels)
+        self.inspector = Inspector(
+            self.slot,
+            max_pixels=settings.max_pixels,
+            batch_max=settings.batch_max,
+            batch_wait_ms=settings.batch_wait_ms,
+            max_runs=settings.inference_workers,
+            on_batch=self.metrics.inference_batch_size.observe,
+        )
         self.models = model_manager(settings, self.slot)
         if sinks is None:
             sinks = [self._default_record()]
@@ -327,6 +335,7 @@ class EdgeNode:
             self.server.stop(grace)
         if self.camera is not None:
             self.camera.stop()
+        self.inspector.drain(grace)
         self.dispatcher.close()
         if self.metrics_server is not None:
             self.metrics_server.stop()

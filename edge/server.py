@@ -2,9 +2,10 @@
 
 Servicers are thin (message -> domain call -> message); one interceptor turns
 domain errors into status codes. Streams are pipelined: a reader thread takes
-requests off the wire and hands each to the inspection pool while earlier ones
-are still running (ONNX Runtime and OpenCV release the GIL), and responses go
-back in request order.
+requests off the wire and hands each to the inspection pool, which decodes it
+and queues it with the inspector's batcher while earlier ones are still running
+(ONNX Runtime and OpenCV release the GIL); frames waiting together run as one
+batch, and responses go back in request order.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from linewatch.v1 import (
-    common_pb2,
     inspection_pb2,
     inspection_pb2_grpc,
     model_service_pb2,
@@ -30,10 +30,10 @@ from linewatch.v1 import (
 from edge.admission import AdmissionLimits, CallGate, limits_for
 from edge.authz import node_transport
 from edge.frames import VerdictSink
-from edge.inspector import Inspection, Inspector
+from edge.inspection_messages import model_ref, submit_request, to_response
+from edge.inspector import Inspection, Inspector, PendingInspection
 from edge.metrics import NodeMetrics
 from edge.model_service import ModelServiceServicer, NothingToRollBack, ParityFailed
-from edge.model_slot import ActiveModel
 from edge.model_store import UnknownBundle
 from edge.runtime.errors import (
     BundleError,
@@ -43,10 +43,8 @@ from edge.runtime.errors import (
     NoModelLoaded,
 )
 from edge.runtime.signing import BundleSignatureError
-from edge.runtime.verdict_codes import verdict_to_proto
 from edge.settings import EdgeSettings
 from edge.uploads import StagingFull, UploadCorrupt, UploadRejected
-from edge.visualize import anomaly_map_png, overlay_jpeg
 
 __all__ = [
     "MODEL_SERVICE_NAME",
@@ -64,6 +62,7 @@ SERVICE_NAME = inspection_pb2.DESCRIPTOR.services_by_name["InspectionService"].f
 MODEL_SERVICE_NAME = model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name
 _OUR_METHODS = (f"/{SERVICE_NAME}/", f"/{MODEL_SERVICE_NAME}/")
 _INTERNAL_MESSAGE = "internal error on the node; the node log has the details"
+_Admitted = tuple[inspection_pb2.InspectRequest, PendingInspection]
 
 
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
@@ -205,10 +204,12 @@ class InspectionServicer(inspection_pb2_grpc.InspectionServiceServicer):
     def InspectStream(
         self, request_iterator: Iterator[inspection_pb2.InspectRequest], context: Any
     ) -> Iterator[inspection_pb2.InspectResponse]:
-        """Responses in request order; up to ``stream_window`` frames in flight."""
-        pending: queue.Queue[Future[inspection_pb2.InspectResponse] | None] = queue.Queue(
-            maxsize=self.stream_window
-        )
+        """Responses in request order; up to ``stream_window`` frames in flight.
+
+        The pool decodes each frame and queues it with the batcher, so the frames of
+        the window that are waiting at one moment run through the model together.
+        """
+        pending: queue.Queue[Future[_Admitted] | None] = queue.Queue(maxsize=self.stream_window)
         stop = threading.Event()
         reader = threading.Thread(
             target=self._read_stream,
@@ -219,25 +220,32 @@ class InspectionServicer(inspection_pb2_grpc.InspectionServiceServicer):
         reader.start()
         try:
             while (future := pending.get()) is not None:
-                yield future.result()
+                request, ticket = future.result()
+                yield self._respond(request, ticket.result())
         finally:
             stop.set()
 
     def _read_stream(
         self,
         request_iterator: Iterator[inspection_pb2.InspectRequest],
-        pending: queue.Queue[Future[inspection_pb2.InspectResponse] | None],
+        pending: queue.Queue[Future[_Admitted] | None],
         stop: threading.Event,
     ) -> None:
         try:
             for request in request_iterator:
-                future = self.pool.submit(self._handle, request)
+                future = self.pool.submit(self._admit, request)
                 if not _put_until(pending, future, stop):
                     return
         except (grpc.RpcError, ValueError) as exc:  # the call ended under us (cancel, deadline)
             logger.debug("stream ended while reading requests reason=%r", exc)
         finally:
             _put_until(pending, None, stop)
+
+    def _admit(self, request: inspection_pb2.InspectRequest) -> _Admitted:
+        """Decode and queue one streamed frame, then help run batches while cores are free."""
+        ticket = submit_request(self.inspector, request)
+        self.inspector.batcher.help()
+        return request, ticket
 
     def GetModelInfo(
         self, request: inspection_pb2.GetModelInfoRequest, context: grpc.ServicerContext
@@ -246,7 +254,7 @@ class InspectionServicer(inspection_pb2_grpc.InspectionServiceServicer):
         active = self.inspector.slot.current()
         manifest = active.bundle.manifest
         return inspection_pb2.ModelInfo(
-            model=_model_ref(active),
+            model=model_ref(active.identity),
             input_height=manifest.input.height,
             input_width=manifest.input.width,
             threshold=active.policy.threshold,
@@ -257,43 +265,16 @@ class InspectionServicer(inspection_pb2_grpc.InspectionServiceServicer):
         )
 
     def _handle(self, request: inspection_pb2.InspectRequest) -> inspection_pb2.InspectResponse:
-        inspection = self._inspect(request)
-        frame = inspection.frame
-        if self.metrics:
-            self.metrics.observe(frame, inspection.inference_ms, "grpc")
-        if self.sink:
-            self.sink.handle(frame)
-        response = inspection_pb2.InspectResponse(
-            frame_id=frame.frame_id,
-            verdict=verdict_to_proto(frame.verdict),
-            image_score=frame.image_score,
-            threshold=frame.threshold,
-            uncertain_low=frame.uncertain_low,
-            model=common_pb2.ModelRef(
-                name=frame.model.name,
-                version=frame.model.version,
-                model_sha256=frame.model.model_sha256,
-            ),
-            latency_ms=frame.latency_ms,
-            inference_ms=inspection.inference_ms,
-        )
-        if request.want_anomaly_map:
-            response.anomaly_map_png = anomaly_map_png(frame.anomaly_map, frame.threshold)
-        if request.want_overlay:
-            response.overlay_jpeg = overlay_jpeg(frame.image, frame.anomaly_map, frame.threshold)
-        return response
+        return self._respond(request, submit_request(self.inspector, request).result())
 
-    def _inspect(self, request: inspection_pb2.InspectRequest) -> Inspection:
-        kind = request.WhichOneof("image")
-        if kind == "encoded":
-            return self.inspector.inspect_encoded(request.encoded, frame_id=request.frame_id)
-        if kind == "raw":
-            raw = request.raw
-            return self.inspector.inspect_raw(
-                raw.height, raw.width, raw.channels, raw.pixels, frame_id=request.frame_id
-            )
-        msg = "request: no image; set either `encoded` (PNG/JPEG bytes) or `raw` (pixels)"
-        raise ImageDecodeError(msg)
+    def _respond(
+        self, request: inspection_pb2.InspectRequest, inspection: Inspection
+    ) -> inspection_pb2.InspectResponse:
+        if self.metrics:
+            self.metrics.observe(inspection.frame, inspection.inference_ms, "grpc")
+        if self.sink:
+            self.sink.handle(inspection.frame)
+        return to_response(request, inspection)
 
 
 def _put_until(target: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
@@ -305,13 +286,6 @@ def _put_until(target: queue.Queue[Any], item: Any, stop: threading.Event) -> bo
             continue
         return True
     return False
-
-
-def _model_ref(active: ActiveModel) -> common_pb2.ModelRef:
-    identity = active.identity
-    return common_pb2.ModelRef(
-        name=identity.name, version=identity.version, model_sha256=identity.model_sha256
-    )
 
 
 class NodeServer:

@@ -64,6 +64,14 @@ class EdgeSettings(BaseSettings):
     tensorrt_fp16: bool = False
     warmup_runs: int = Field(default=3, ge=1)
 
+    # Micro-batching: frames waiting at the same moment share one ONNX Runtime run.
+    # ``inference_workers`` also bounds the runs at once, so under load frames queue
+    # into batches instead of threads fighting over the cores.
+    batch_max: int = Field(default=8, ge=1, description="most frames per run; 1: no batching")
+    batch_wait_ms: float = Field(
+        default=0.0, ge=0.0, le=100.0, description="wait for frames still decoding; 0: never"
+    )
+
     # Camera loop.
     camera_queue: int = Field(default=2, ge=1, description="frames buffered from a live source")
     reconnect_initial_s: float = Field(default=0.5, gt=0.0)

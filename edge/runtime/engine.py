@@ -52,6 +52,9 @@ class EngineOptions:
     tensorrt_cache_dir: Path | None = None
     tensorrt_fp16: bool = False
     warmup_runs: int = 3
+    # The batcher runs up to this many frames at once; each new batch shape costs ONNX
+    # Runtime allocations on its first run, which must not land on live frames.
+    warmup_batch_max: int = 1
     # ONNX Runtime's worker threads busy-wait between runs by default. On a small box
     # the node shares its cores with decoding, gRPC and a second model being warmed,
     # and spinning threads take cycles from all of them.
@@ -162,10 +165,16 @@ class InferenceEngine:
         logger.info("engine loaded model=%s providers=%s", bundle.label, ",".join(self.providers))
 
     def warm_up(self) -> None:
-        """Run a few blank frames so the first real frame is not slow (and TensorRT builds)."""
+        """Run blank frames so the first real ones are not slow (and TensorRT builds).
+
+        ``warmup_runs`` at batch 1, then once at every batch size up to
+        ``warmup_batch_max``, the sizes the batcher will send.
+        """
         blank = np.zeros((1, self.input_height, self.input_width, 3), dtype=np.uint8)
         for _ in range(max(1, self.options.warmup_runs)):
             self.run(blank)
+        for size in range(2, self.options.warmup_batch_max + 1):
+            self.run(np.repeat(blank, size, axis=0))
 
     def run(self, batch: npt.NDArray[np.uint8]) -> InferenceResult:
         """Run a batch that is already resized: uint8 (N, H, W, 3) BGR.

@@ -6,9 +6,11 @@ Usage::
 
 Without ``--bundle`` a tiny test bundle is built in a temp directory. Without
 ``--images`` synthetic JPEGs are used. The gRPC client runs in a separate
-process. Prints one table: in-process img/s, unary and streaming img/s with
-p50/p99 latency, their ratios to in-process (the serving overhead), video-file
-end-to-end fps, and node RSS after 1k and 10k camera frames.
+process. Runs every serving measurement twice, with batching off
+(``batch_max=1``) and on (``--batch-max``), and prints them side by side:
+in-process img/s, unary and streaming img/s with p50/p99 latency, their ratios
+to in-process (the serving overhead), then video-file end-to-end fps and node
+RSS after 1k and 10k camera frames with batching on.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -58,8 +61,10 @@ def _images(folder: Path | None, count: int, side: int) -> list[bytes]:
     return encoded
 
 
-def _settings(work: Path, args: argparse.Namespace) -> EdgeSettings:
+def _settings(work: Path, args: argparse.Namespace, batch_max: int) -> EdgeSettings:
     return EdgeSettings(
+        batch_max=batch_max,
+        batch_wait_ms=args.batch_wait_ms,
         grpc="127.0.0.1:0",
         insecure=True,  # the plaintext figures; bench/grpc_tls.py sets them beside mTLS
         record_dir=work / "record",
@@ -240,6 +245,55 @@ def _memory(bundle: ModelBundle, settings: EdgeSettings, video: Path) -> list[tu
     return samples
 
 
+@dataclass(frozen=True)
+class Serving:
+    """One configuration's figures: img/s, and (img/s, p50 ms, p99 ms) over gRPC."""
+
+    engine: float
+    in_process: float
+    unary: tuple[float, float, float]
+    stream: tuple[float, float, float]
+
+
+def _serving(node: EdgeNode, port: int, images: list[bytes], args: argparse.Namespace) -> Serving:
+    engine_rate = _engine_only(node, args.seconds)
+    # (a) is the best in-process figure, 1 or N threads, before and after the gRPC runs:
+    # a conservative denominator on a machine whose load drifts.
+    in_proc_before = max(
+        _in_process(node.inspector, images, args.seconds, threads)
+        for threads in sorted({1, args.workers})
+    )
+    unary = _grpc("unary", port, images, args.seconds, args.unary_concurrency)
+    stream = _grpc("stream", port, images, args.seconds, 2 * args.stream_window)
+    in_proc_after = _in_process(node.inspector, images, args.seconds, args.workers)
+    return Serving(engine_rate, max(in_proc_before, in_proc_after), unary, stream)
+
+
+def _print_side_by_side(runs: dict[str, Serving], args: argparse.Namespace) -> None:
+    names = list(runs)
+    print(f"{'path':<34}" + "".join(f" | {name:^25}" for name in names))
+    print(f"{'':<34}" + " | img/s    p50 ms   p99 ms " * len(names))
+
+    def row(label: str, cells: list[tuple[float, float | None, float | None]]) -> None:
+        text = "".join(
+            f" | {rate:7.1f}  {'' if p50 is None else f'{p50:7.2f}':>7}  "
+            f"{'' if p99 is None else f'{p99:7.2f}':>7}"
+            for rate, p50, p99 in cells
+        )
+        print(f"{label:<34}{text}")
+
+    row("engine only (ORT run, batch 1)", [(runs[n].engine, None, None) for n in names])
+    row("(a) in-process inspect (best)", [(runs[n].in_process, None, None) for n in names])
+    row(f"(b) gRPC unary, {args.unary_concurrency} in flight", [runs[n].unary for n in names])
+    row(f"(b) gRPC stream, window {args.stream_window}", [runs[n].stream for n in names])
+    for label, key in (("unary/in-process", "unary"), ("streaming/in-process", "stream")):
+        ratios = "".join(
+            f" | {getattr(runs[n], key)[0] / runs[n].in_process:^25.3f}" for n in names
+        )
+        print(f"ratio {label:<28}{ratios}")
+    print("targets: streaming/in-process >= 0.90, unary/in-process >= 0.80")
+
+
 def main() -> None:
     """Run every measurement and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -252,6 +306,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="node inference workers")
     parser.add_argument("--stream-window", type=int, default=4)
     parser.add_argument("--unary-concurrency", type=int, default=2)
+    parser.add_argument("--batch-max", type=int, default=EdgeSettings().batch_max)
+    parser.add_argument("--batch-wait-ms", type=float, default=EdgeSettings().batch_wait_ms)
     parser.add_argument("--video-frames", type=int, default=300)
     parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args()
@@ -267,47 +323,34 @@ def main() -> None:
     else:
         bundle = load_bundle(args.bundle)
     images = _images(args.images, 16, args.image_side)
-    settings = _settings(work, args)
-    node = EdgeNode(settings)
-    node.load(bundle)
-    port = node.start()
+    runs: dict[str, Serving] = {}
+    node: EdgeNode | None = None
+    configurations = {
+        "batching off (max 1)": 1,
+        f"batching on (max {args.batch_max})": args.batch_max,
+    }
+    for name, batch_max in configurations.items():
+        if node is not None:
+            node.stop(grace_s=2.0)
+        settings = _settings(work, args, batch_max)
+        node = EdgeNode(settings)
+        node.load(bundle)
+        port = node.start()
+        runs[name] = _serving(node, port, images, args)
+    assert node is not None
     engine = node.slot.current().engine
     print(
         f"bundle {bundle.label}  input {engine.input_height}x{engine.input_width}  "
         f"providers {','.join(engine.providers)}  cores {args.cores}  images {len(images)} "
-        f"(mean {statistics.mean(len(b) for b in images) / 1024:.1f} KiB)"
+        f"(mean {statistics.mean(len(b) for b in images) / 1024:.1f} KiB)  "
+        f"batch_wait_ms {args.batch_wait_ms}"
     )
-
-    engine_rate = _engine_only(node, args.seconds)
-    # (a) is the best in-process figure, 1 or N threads, before and after the gRPC runs:
-    # a conservative denominator on a machine whose load drifts.
-    in_proc_before = max(
-        _in_process(node.inspector, images, args.seconds, threads)
-        for threads in sorted({1, args.workers})
-    )
-    unary = _grpc("unary", port, images, args.seconds, args.unary_concurrency)
-    stream = _grpc("stream", port, images, args.seconds, 2 * args.stream_window)
-    in_proc_after = _in_process(node.inspector, images, args.seconds, args.workers)
-    in_proc = max(in_proc_before, in_proc_after)
+    _print_side_by_side(runs, args)
     video = _write_video(work / "video.avi", args.video_frames, args.image_side)
     fps = _video_fps(node, video, args.video_frames)
     node.stop(grace_s=2.0)
-
-    rows = [
-        ("engine only (ORT run, batch 1)", f"{engine_rate:9.1f}", "", ""),
-        ("(a) in-process inspect (best)", f"{in_proc:9.1f}", "", ""),
-        (f"(b) gRPC unary, {args.unary_concurrency} in flight", f"{unary[0]:9.1f}",
-         f"{unary[1]:7.2f}", f"{unary[2]:7.2f}"),
-        (f"(b) gRPC stream, window {args.stream_window}", f"{stream[0]:9.1f}",
-         f"{stream[1]:7.2f}", f"{stream[2]:7.2f}"),
-    ]  # fmt: skip
-    print(f"{'path':<40} {'img/s':>9} {'p50 ms':>7} {'p99 ms':>7}")
-    for name, rate, p50, p99 in rows:
-        print(f"{name:<40} {rate:>9} {p50:>7} {p99:>7}")
-    print(f"ratio unary/in-process      {unary[0] / in_proc:.3f}")
-    print(f"ratio streaming/in-process  {stream[0] / in_proc:.3f}   (target >= 0.85)")
     print(f"video file end to end       {fps:.1f} fps ({args.video_frames} frames "
-          f"{args.image_side}x{args.image_side} MJPG)")  # fmt: skip
+          f"{args.image_side}x{args.image_side} MJPG, batching on)")  # fmt: skip
     if not args.skip_memory:
         small = _write_video(work / "small.avi", 200, 64)
         samples = _memory(bundle, settings, small)

@@ -13,7 +13,9 @@ model dir each, the bench's public key trusted), then:
    quiet baseline, pushes and activates ``--swaps`` new versions one after the
    other; reports failed frames and latency p50/p99/max before vs during swaps
    (a frame is "during" when it was sent between a push start and one second
-   after its activation returned), and frames delayed past twice the baseline p99.
+   after its activation returned), frames delayed past twice the baseline p99,
+   the p99 ratio against the goal (<= 1.5x, no frame over 2x), and the first
+   ``--first-frames`` frames answered by each new version against steady state.
 
 Without ``--bundle`` a tiny bundle with golden images is built (64 px), so 16
 processes fit on a small machine; pass a trained bundle to measure a real one.
@@ -191,6 +193,7 @@ def _rollouts(
 class StreamStats:
     sent_at: dict[str, float] = field(default_factory=dict)
     latency_ms: dict[str, float] = field(default_factory=dict)
+    version: dict[str, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
 
@@ -227,6 +230,7 @@ def _stream(
             for response in stub.InspectStream(requests(), timeout=3600):
                 now = time.perf_counter()
                 stats.latency_ms[response.frame_id] = (now - stats.sent_at[response.frame_id]) * 1e3
+                stats.version[response.frame_id] = response.model.version
         except grpc.RpcError as exc:
             stats.errors.append(f"{exc.code().name}: {exc.details()}")
 
@@ -245,7 +249,23 @@ def _camera_process(
 ) -> None:
     stats = StreamStats()
     _stream(address, fps, stop, stats, tls)
-    results.send((stats.sent_at, stats.latency_ms, stats.errors))
+    results.send((stats.sent_at, stats.latency_ms, stats.version, stats.errors))
+
+
+def _first_on_each_version(stats: StreamStats, count: int) -> list[float]:
+    """Latencies of the first ``count`` frames each version answered after the first one."""
+    by_version: dict[str, list[tuple[float, float]]] = {}
+    for frame_id, latency in stats.latency_ms.items():
+        by_version.setdefault(stats.version[frame_id], []).append(
+            (stats.sent_at[frame_id], latency)
+        )
+    first_version = min(by_version, key=lambda version: min(by_version[version]))
+    return [
+        latency
+        for version, frames in by_version.items()
+        if version != first_version
+        for _, latency in sorted(frames)[:count]
+    ]
 
 
 def _swap_under_stream(
@@ -254,6 +274,7 @@ def _swap_under_stream(
     fps: float,
     swaps: int,
     baseline_s: float,
+    first_frames: int = 5,
     plant: Plant | None = None,
 ) -> None:
     # The camera is its own process, as on a line: the pusher's work in this process
@@ -280,9 +301,9 @@ def _swap_under_stream(
             windows.append((started, time.perf_counter() + 1.0))
             time.sleep(1.5)  # let the stream run on the new model between swaps
     stop.set()
-    sent_at, latency_ms, errors = receiving.recv()
+    sent_at, latency_ms, version, errors = receiving.recv()
     camera.join(30)
-    stats = StreamStats(sent_at=sent_at, latency_ms=latency_ms, errors=errors)
+    stats = StreamStats(sent_at=sent_at, latency_ms=latency_ms, version=version, errors=errors)
     first_swap = windows[0][0]
     before, during = [], []
     for frame_id, latency in stats.latency_ms.items():
@@ -301,6 +322,17 @@ def _swap_under_stream(
     print(
         f"  delayed frames (> 2x baseline p99 = {2 * base_p99:.2f} ms): {delayed} of {len(during)}"
     )
+    during_p99 = sorted(during)[int(0.99 * len(during))] if during else float("nan")
+    met = during_p99 <= 1.5 * base_p99 and not delayed
+    print(
+        f"  p99 during / before: {during_p99 / base_p99:.2f}x  "
+        f"(goal <= 1.5x and no frame over 2x: {'met' if met else 'NOT met'})"
+    )
+    first = _first_on_each_version(stats, first_frames)
+    base_p50 = statistics.median(before) if before else float("nan")
+    print(f"  first {first_frames} frames on each new version: {_percentiles(first)}")
+    if first:
+        print(f"    their p50 / steady p50: {statistics.median(first) / base_p50:.2f}x")
     for error in stats.errors:
         print(f"  error: {error}")
 
@@ -312,6 +344,7 @@ def main() -> None:
     parser.add_argument("--fps", type=float, default=50.0)
     parser.add_argument("--swaps", type=int, default=5)
     parser.add_argument("--baseline-s", type=float, default=5.0)
+    parser.add_argument("--first-frames", type=int, default=5, help="frames per new version")
     parser.add_argument("--bundle", type=Path, help="a bundle with golden images; default tiny")
     parser.add_argument("--tls", action="store_true", help="mutual TLS with a bench plant CA")
     args = parser.parse_args()
@@ -338,7 +371,9 @@ def main() -> None:
             for node in nodes[1:]:
                 node.process.terminate()
             os.sync()
-            _swap_under_stream(nodes[0], versions, args.fps, args.swaps, args.baseline_s, plant)
+            _swap_under_stream(
+                nodes[0], versions, args.fps, args.swaps, args.baseline_s, args.first_frames, plant
+            )
         finally:
             for node in nodes:
                 node.process.terminate()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import grpc
@@ -95,11 +95,15 @@ class ModelManager:
         return run_in_fresh_thread(lambda: self._prepare(bundle), name="model-prepare")
 
     def _prepare(self, bundle: ModelBundle) -> tuple[ActiveModel, str]:
+        # The staging session has one intra-op thread: ONNX Runtime then runs on the
+        # calling thread only, which is at background priority here, so loading,
+        # warm-up and parity leave the live session its cores. Threads inherit their
+        # creator's nice value, so a session with its own thread pool is never built
+        # here: it would serve at background priority once live.
+        lower_this_threads_priority()
+        staging_options = replace(self.options, intra_op_threads=1)
         try:
-            # Created at normal priority: ONNX Runtime's worker threads start here and
-            # serve at full priority once this model is active.
-            engine = InferenceEngine(bundle, self.options)
-            lower_this_threads_priority()  # warm-up and parity yield to live inspections
+            engine = InferenceEngine(bundle, staging_options)
             engine.warm_up()
         except EngineError as exc:
             raise ActivationFailed(str(exc)) from exc
@@ -112,6 +116,10 @@ class ModelManager:
                 "the old model keeps serving. Check the ONNX Runtime version and providers"
             )
             raise ParityFailed(msg)
+        if self.options.intra_op_threads != 1:
+            engine = run_in_fresh_thread(
+                lambda: _live_engine(bundle, self.options), name="model-live"
+            )
         return ActiveModel.from_engine(engine), check.detail
 
     def activate(self, name: str, version: str) -> Activation:
@@ -179,6 +187,24 @@ class ModelManager:
             self.slot.swap(active)
         logger.info("model restored model=%s:%s detail=%r", *ref, detail)
         return active
+
+
+def _live_engine(bundle: ModelBundle, options: EngineOptions) -> InferenceEngine:
+    """The serving session, built at normal priority so its thread pool serves at full speed.
+
+    Only for multi-threaded sessions, and only after the staging session passed
+    parity: this one repeats the load and a warm-up at the live priority, which
+    is the part of a swap that still shares the cores with live frames.
+
+    Raises:
+        ActivationFailed: ONNX Runtime cannot build it with these options.
+    """
+    try:
+        engine = InferenceEngine(bundle, options)
+        engine.warm_up()
+    except EngineError as exc:
+        raise ActivationFailed(str(exc)) from exc
+    return engine
 
 
 def _gently(work: Callable[[], T]) -> T:

@@ -303,3 +303,16 @@ def test_upload_resumes_after_the_node_process_was_killed(
         assert _inspect_version(second.address) == "1"
     finally:
         second.stop()
+
+
+@pytest.mark.parametrize("intra_op_threads", [1, 2])
+def test_the_swapped_in_model_serves_with_the_configured_threads(
+    model_node_factory: Callable[..., EdgeNode],
+    bundle_maker: Callable[..., ModelBundle],
+    intra_op_threads: int,
+) -> None:
+    """Staging runs on one background thread; the live session still gets what was asked."""
+    node = model_node_factory(intra_op_threads=intra_op_threads)
+    _deploy(node, bundle_maker(version="1"))
+    assert node.slot.current().engine.options.intra_op_threads == intra_op_threads
+    assert _inspect_version(_address(node)) == "1"

@@ -5,8 +5,11 @@ a waiting caller that finds a free run slot (``max_runs`` batches may run at
 once) takes what is queued for one model, up to ``batch_max`` frames, and runs
 it for everyone. A frame alone in the queue is therefore run at once by its own
 caller, with no hand-off to another thread: batch 1 costs what it did before.
-Batches only grow when every run slot is busy, or when ``batch_wait_ms`` is set
-and other frames are known to be on their way (being decoded).
+A caller takes only its share of the queue when run slots are free and other
+callers wait to drive (frames spread over the cores first: on a CPU with one
+intra-op thread a batch of two takes one core twice as long, while two runs
+take both cores). Batches therefore grow when every run slot is busy, or when
+``batch_wait_ms`` is set and other frames are on their way (being decoded).
 
 A batch never mixes models: each frame is queued with the model it was admitted
 with, so a swap never moves a frame onto a model it was not decoded for. When a
@@ -24,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-__all__ = ["BatchRunner", "Batcher", "Ticket"]
+__all__ = ["BatchRunner", "Batcher", "Ticket", "batch_share"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +61,17 @@ class Ticket(Generic[R]):
         if self._error is not None:
             raise self._error
         return self._result  # type: ignore[return-value]  # set whenever done without error
+
+
+def batch_share(queued: int, *, free_slots: int, free_drivers: int, batch_max: int) -> int:
+    """How many queued frames one run takes: the queue split over the runs that can start.
+
+    A run can start for each free slot that has a caller to drive it (the caller
+    asking counts itself in ``free_drivers``). Spreading first keeps every core
+    busy; the batch grows only past what the free runs can share.
+    """
+    runs = max(1, min(free_slots, free_drivers))
+    return max(1, min(batch_max, -(-queued // runs)))
 
 
 @dataclass(eq=False)
@@ -107,6 +121,7 @@ class Batcher(Generic[M, X, R]):
         self._queue: deque[_Entry[M, X, R]] = deque()
         self._running = 0
         self._incoming = 0
+        self._driving = 0  # callers inside result(): running a batch or ready to
 
     @property
     def queued(self) -> int:
@@ -157,10 +172,16 @@ class Batcher(Generic[M, X, R]):
                 self._changed.wait(remaining)
 
     def _drive(self, ticket: Ticket[R]) -> None:
-        while not ticket.done():
-            batch = self._take(block=True, until_done=ticket)
-            if batch is not None:
-                self._run(batch)
+        with self._changed:
+            self._driving += 1
+        try:
+            while not ticket.done():
+                batch = self._take(block=True, until_done=ticket)
+                if batch is not None:
+                    self._run(batch)
+        finally:
+            with self._changed:
+                self._driving -= 1
 
     def _take(
         self, *, block: bool, until_done: Ticket[R] | None = None
@@ -173,8 +194,15 @@ class Batcher(Generic[M, X, R]):
                 if self._queue and self._running < self.max_runs:
                     wait_s = self._wait_for_more()
                     if wait_s <= 0:
+                        free_drivers = self._driving - self._running + (until_done is None)
+                        share = batch_share(
+                            len(self._queue),
+                            free_slots=self.max_runs - self._running,
+                            free_drivers=free_drivers,
+                            batch_max=self.batch_max,
+                        )
                         self._running += 1
-                        return self._next_batch()
+                        return self._next_batch(share)
                     self._changed.wait(wait_s)
                     continue
                 if not block:
@@ -187,14 +215,14 @@ class Batcher(Generic[M, X, R]):
             return 0.0
         return self._queue[0].queued_at + self.batch_wait_s - time.monotonic()
 
-    def _next_batch(self) -> list[_Entry[M, X, R]]:
-        """The oldest frame's model, and up to ``batch_max`` frames of it in queue order."""
+    def _next_batch(self, limit: int) -> list[_Entry[M, X, R]]:
+        """The oldest frame's model, and up to ``limit`` frames of it in queue order."""
         model = self._queue[0].model
         batch: list[_Entry[M, X, R]] = []
         kept: deque[_Entry[M, X, R]] = deque()
         while self._queue:
             entry = self._queue.popleft()
-            if len(batch) < self.batch_max and entry.model is model:
+            if len(batch) < limit and entry.model is model:
                 batch.append(entry)
             else:
                 kept.append(entry)

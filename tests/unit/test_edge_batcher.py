@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from edge.batcher import Batcher
+from edge.batcher import Batcher, batch_share
 
 
 class Recorder:
@@ -66,6 +66,25 @@ def test_frames_waiting_together_run_as_one_batch_in_order() -> None:
     assert recorder.batches == [("a", [0]), ("a", [1, 2, 3, 4, 5])]
 
 
+@pytest.mark.parametrize(
+    ("queued", "free_slots", "free_drivers", "share"),
+    [
+        (1, 2, 1, 1),  # a lone frame runs alone, at once
+        (2, 2, 2, 1),  # two callers, two free slots: two runs side by side
+        (2, 2, 1, 2),  # nobody else to drive the second run: batch them
+        (8, 2, 2, 4),  # split the queue over both cores
+        (8, 1, 3, 8),  # one free slot: everything waiting goes in
+        (20, 1, 1, 8),  # never past batch_max
+    ],
+)
+def test_a_run_takes_its_share_of_the_queue(
+    queued: int, free_slots: int, free_drivers: int, share: int
+) -> None:
+    assert (
+        batch_share(queued, free_slots=free_slots, free_drivers=free_drivers, batch_max=8) == share
+    )
+
+
 def test_batches_never_exceed_batch_max() -> None:
     recorder = Recorder(hold=True)
     batcher: Batcher[str, int, int] = Batcher(recorder, batch_max=3, max_runs=1)
@@ -111,7 +130,9 @@ def test_a_wrong_number_of_results_fails_the_frames_instead_of_hanging() -> None
 
 def test_a_forming_batch_waits_for_frames_still_decoding_up_to_the_bound() -> None:
     recorder = Recorder()
-    batcher: Batcher[str, int, int] = Batcher(recorder, batch_max=4, batch_wait_ms=5_000.0)
+    batcher: Batcher[str, int, int] = Batcher(
+        recorder, batch_max=4, batch_wait_ms=5_000.0, max_runs=1
+    )
     decoding, decoded = threading.Event(), threading.Event()
     answers: list[int] = []
 

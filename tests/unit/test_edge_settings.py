@@ -87,3 +87,15 @@ def test_the_deployer_needs_its_certificate_unless_insecure(tmp_path: Path) -> N
     with pytest.raises(ConfigError, match=r"d\.pem, .*d\.key, .*not found.*--deployer"):
         missing.client_options()
     assert deploy_settings.DeploySettings(insecure=True).client_options().tls is None
+
+
+def test_batching_comes_from_the_environment_and_bad_bounds_fail_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LINEWATCH_BATCH_MAX", "4")
+    monkeypatch.setenv("LINEWATCH_BATCH_WAIT_MS", "1.5")
+    settings = load_settings(None)
+    assert (settings.batch_max, settings.batch_wait_ms) == (4, 1.5)
+    with pytest.raises(ConfigError, match=r"setting 'batch_max'") as info:
+        load_settings(None, batch_max=0)
+    assert "\n" not in str(info.value)

@@ -305,13 +305,15 @@ def _swap_under_stream(
     camera.join(30)
     stats = StreamStats(sent_at=sent_at, latency_ms=latency_ms, version=version, errors=errors)
     first_swap = windows[0][0]
-    before, during = [], []
+    before, during, outside = [], [], []
     for frame_id, latency in stats.latency_ms.items():
         sent = stats.sent_at[frame_id]
-        if sent < first_swap:
-            before.append(latency)
-        elif any(start <= sent <= end for start, end in windows):
+        if any(start <= sent <= end for start, end in windows):
             during.append(latency)
+        else:
+            outside.append(latency)
+            if sent < first_swap:
+                before.append(latency)
     lost = len(stats.sent_at) - len(stats.latency_ms)
     base_p99 = sorted(before)[int(0.99 * len(before))] if before else float("nan")
     delayed = sum(latency > 2 * base_p99 for latency in during)
@@ -327,6 +329,16 @@ def _swap_under_stream(
     print(
         f"  p99 during / before: {during_p99 / base_p99:.2f}x  "
         f"(goal <= 1.5x and no frame over 2x: {'met' if met else 'NOT met'})"
+    )
+    # The quiet baseline is a few seconds: on a shared machine one neighbour's burst
+    # sets its p99. Frames outside every swap window (before, between, after) are a
+    # steadier yardstick taken over the same minutes as the swaps.
+    steady_p99 = sorted(outside)[int(0.99 * len(outside))] if outside else float("nan")
+    over = sum(latency > 2 * steady_p99 for latency in during)
+    print(f"  outside swaps: {_percentiles(outside)}")
+    print(
+        f"  p99 during / outside: {during_p99 / steady_p99:.2f}x, "
+        f"{over} of {len(during)} frames over 2x its p99"
     )
     first = _first_on_each_version(stats, first_frames)
     base_p50 = statistics.median(before) if before else float("nan")

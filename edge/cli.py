@@ -116,6 +116,12 @@ def serve(  # one flag per setting a user may want on the command line
     insecure: Annotated[
         bool, typer.Option("--insecure", help="Plaintext gRPC, no client certificates (a lab).")
     ] = False,
+    batch_max: Annotated[
+        int | None, typer.Option(min=1, help="Frames per ONNX Runtime run at most (1: off).")
+    ] = None,
+    batch_wait_ms: Annotated[
+        float | None, typer.Option(min=0.0, help="Wait for frames still decoding, at most.")
+    ] = None,
 ) -> None:
     """Serve verdicts over gRPC and inspect a camera until SIGTERM or Ctrl-C."""
     settings = load_settings(
@@ -133,6 +139,8 @@ def serve(  # one flag per setting a user may want on the command line
         trusted_key=trusted_key,
         keep_bundles=keep_bundles,
         allow_unsigned=allow_unsigned,
+        batch_max=batch_max,
+        batch_wait_ms=batch_wait_ms,
         mqtt_url=mqtt,
         mqtt_user=mqtt_user,
         mqtt_password=mqtt_password,

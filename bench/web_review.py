@@ -130,7 +130,7 @@ def _fill(url: str, count: int, seed: int) -> list[str]:
 
 def _bench_pages(url: str, store: Path, var: Path, requests: int, user: str) -> None:
     settings = WebSettings(db_url=url, store_dir=store, var_dir=var, embed_interval_s=60.0)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
         token = client.post("/api/v1/login", json={"username": user, "password": _PASSWORD}).json()[
             "csrf_token"
         ]

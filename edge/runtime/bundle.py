@@ -43,6 +43,7 @@ __all__ = [
     "ModelBundle",
     "ScoreCalibration",
     "TrainingData",
+    "TrainingImage",
     "check_bundle_path",
     "file_sha256",
     "load_bundle",
@@ -145,6 +146,20 @@ class DetectorInfo(_RecordSection):
     patch_normalisation: str | None = Field(default=None, description="how, or 'none'")
 
 
+class TrainingImage(_RecordSection):
+    """One image a version learnt from, so a retrain can start from exactly that set.
+
+    ``role`` says where the trainer put it: ``fit`` (the memory bank) or
+    ``calibration`` (held out to set the scale). ``sample_id`` names the reviewed
+    sample an image came from; dataset images have none.
+    """
+
+    path: str | None = None
+    sha256: str | None = None
+    role: str | None = None
+    sample_id: str | None = None
+
+
 class TrainingData(_RecordSection):
     """Which images trained the model and how; the digest ties a version to its data."""
 
@@ -157,6 +172,12 @@ class TrainingData(_RecordSection):
     # The trainer's settings as they were; their class evolves, so they stay a record.
     settings: dict[str, Any] | None = None
     mlflow_run_id: str | None = None
+    # The dataset folder and every image used, so ``retrain`` knows what a version learnt.
+    data_root: str | None = None
+    images: tuple[TrainingImage, ...] | None = None
+    # Set by ``retrain``: the version it started from and how it fitted.
+    base_version: str | None = None
+    fit_method: str | None = None
 
     @property
     def dataset_digest(self) -> str:

@@ -7,6 +7,7 @@ from cloud.cli.commands import (  # noqa: F401
     deploy,
     evaluate,
     registry,
+    retrain,
     synth,
     train,
     users,

@@ -90,6 +90,13 @@ def record_training(
         data_digest=manifest.training_data.dataset_digest,
         settings=registry_settings,
     )
+    images = manifest.training_data.images or ()
+    registry.log_run_json(
+        run_id,
+        registry.TRAINING_SET_FILE,
+        [image.model_dump() for image in images],
+        settings=registry_settings,
+    )
     update_manifest(
         bundle,
         training_data=manifest.training_data.model_copy(update={"mlflow_run_id": run_id}),

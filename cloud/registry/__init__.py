@@ -1,6 +1,7 @@
 """MLflow tracking and model registry for bundles: log, register, promote, download."""
 
 from cloud.registry.pyfunc import MODEL_ARTIFACT_NAME, BundlePythonModel
+from cloud.registry.reports import TRAINING_SET_FILE, log_run_json
 from cloud.registry.runs import log_training_run
 from cloud.registry.settings import (
     RegistrySettings,
@@ -21,6 +22,7 @@ from cloud.registry.versions import (
 
 __all__ = [
     "MODEL_ARTIFACT_NAME",
+    "TRAINING_SET_FILE",
     "BundlePythonModel",
     "RegisteredVersion",
     "RegistrySettings",
@@ -28,6 +30,7 @@ __all__ = [
     "download_version",
     "latest_version_number",
     "load_registry_settings",
+    "log_run_json",
     "log_training_run",
     "promote",
     "register_bundle",

@@ -15,7 +15,13 @@ from typing import Any
 from cloud.registry.client import mlflow_client
 from cloud.registry.settings import RegistrySettings
 
-__all__ = ["GATE_REPORT_FILE", "TRAINING_SET_FILE", "attach_gate_report", "read_run_json"]
+__all__ = [
+    "GATE_REPORT_FILE",
+    "TRAINING_SET_FILE",
+    "attach_gate_report",
+    "log_run_json",
+    "read_run_json",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +51,16 @@ def attach_gate_report(
         for file_name, content in documents.items():
             client.log_text(run_id, json.dumps(content, indent=2, default=str), file_name)
     logger.info("gate report attached model=%s version=%d run_id=%s", name, version, run_id)
+
+
+def log_run_json(run_id: str, file_name: str, content: Any, *, settings: RegistrySettings) -> None:
+    """Log one JSON document into a run, e.g. the training set a ``linewatch train`` used.
+
+    Raises:
+        RegistryError: MLflow refused.
+    """
+    with mlflow_client(settings, f"logging {file_name} into run {run_id}") as client:
+        client.log_text(run_id, json.dumps(content, indent=2, default=str), file_name)
 
 
 def read_run_json(run_id: str, file_name: str, *, settings: RegistrySettings) -> Any:

@@ -30,7 +30,7 @@ def prior_banks(bundle: ModelBundle, level_dims: list[int]) -> list[torch.Tensor
 
     Raises:
         RetrainError: a graph without the banks this detector writes (another exporter,
-            other feature blocks); a full refit (``--full``) does not need them.
+            other feature blocks); a full refit (the default) does not need them.
     """
     graph = onnx.load(str(bundle.model_path))
     matrices = {
@@ -44,7 +44,7 @@ def prior_banks(bundle: ModelBundle, level_dims: list[int]) -> list[torch.Tensor
         if matrix is None or matrix.shape[0] != dim + 1:
             msg = (
                 f"model {bundle.label}: its graph holds no level-{index} memory bank of width "
-                f"{dim}; retrain with --full to fit every image again"
+                f"{dim}; retrain without --incremental to fit every image again"
             )
             raise RetrainError(msg)
         # search_matrix = [-2 * bank^T; |bank|^2]; halving and negating is exact in binary.

@@ -53,7 +53,7 @@ class RetrainRequest:
     data: Path | None = None
     lines: tuple[str, ...] = ()
     promote: bool = False
-    method: FitMethod = FitMethod.INCREMENTAL
+    method: FitMethod = FitMethod.FULL
     recall: float = 1.0
 
 
@@ -125,7 +125,7 @@ def _build_set(
         production.manifest, settings, data=request.data
     )
     built = next_training_set(previous, reviewed, data_root=data_root, skipped=skipped)
-    if request.method is FitMethod.INCREMENTAL and not built.added:
+    if not built.added:
         msg = (
             f"model {production.label}: its training set already holds all "
             f"{len(reviewed.normals)} reviewed normals; nothing new to learn"

@@ -110,7 +110,8 @@ def test_retrain_learns_reviewed_normals_and_promotes(
     tmp_path: Path,
 ) -> None:
     reviewed, ids = line
-    outcome = run_retrain(_request(reviewed, tmp_path, promote=True), registry_settings)
+    request = _request(reviewed, tmp_path, promote=True, method=FitMethod.INCREMENTAL)
+    outcome = run_retrain(request, registry_settings)
 
     assert outcome.production_version == 1
     assert outcome.candidate_version == 2

@@ -65,8 +65,13 @@ def retrain(
     promote: Annotated[
         bool, typer.Option("--promote", help="Make a candidate that passes the gate production.")
     ] = False,
-    full: Annotated[
-        bool, typer.Option("--full", help="Fit every image again instead of growing the banks.")
+    incremental: Annotated[
+        bool,
+        typer.Option(
+            "--incremental",
+            help="Grow production's memory banks instead of fitting every image again "
+            "(faster; calibrates on fewer images).",
+        ),
     ] = False,
     recall: Annotated[
         float | None,
@@ -114,7 +119,7 @@ def retrain(
         data=data,
         lines=tuple(line or ()),
         promote=promote,
-        method=FitMethod.FULL if full else FitMethod.INCREMENTAL,
+        method=FitMethod.INCREMENTAL if incremental else FitMethod.FULL,
         recall=settings.recall,
     )
     if not watch:

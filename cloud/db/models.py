@@ -37,6 +37,7 @@ __all__ = [
     "DeploymentTarget",
     "ModelVersion",
     "Node",
+    "RejectedMessage",
     "Review",
     "ReviewState",
     "Role",
@@ -270,6 +271,26 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class RejectedMessage(Base):
+    """A message the collector could not store, set aside with the reason (a dead letter).
+
+    Kept so that a bad or hostile message is acknowledged (the broker stops resending
+    it) without being lost from sight. ``fingerprint`` is the sha256 of topic and
+    payload: a resend of the same bytes is stored once.
+    """
+
+    __tablename__ = "rejected_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    received_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
+    topic: Mapped[str] = mapped_column(String(256))
+    payload: Mapped[bytes] = mapped_column(LargeBinary)  # the first bytes only
+    payload_size_bytes: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(1024))
+    collector_id: Mapped[str] = mapped_column(String(64))
 
 
 # The review queue: pending samples of a verdict, oldest first.

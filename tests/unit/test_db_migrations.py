@@ -17,7 +17,7 @@ from cloud.db.session import make_engine
 def test_upgrade_creates_every_table_and_matches_the_models(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'sub' / 'linewatch.db'}"  # the folder is created
 
-    assert upgrade(url) == head_revision() == "0003"
+    assert upgrade(url) == head_revision() == "0004"
 
     engine = make_engine(url)
     with engine.connect() as connection:
@@ -34,6 +34,7 @@ def test_upgrade_creates_every_table_and_matches_the_models(tmp_path: Path) -> N
         "deployment_targets",
         "users",
         "sample_embeddings",
+        "rejected_messages",
     }
     assert expected <= tables
     assert diff == []
@@ -43,7 +44,7 @@ def test_upgrade_twice_is_a_no_op(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'linewatch.db'}"
     assert current_revision(url) is None
     upgrade(url)
-    assert upgrade(url) == "0003"
+    assert upgrade(url) == "0004"
 
 
 def test_sqlite_runs_in_wal_with_foreign_keys(tmp_path: Path) -> None:
@@ -69,7 +70,7 @@ def test_rollout_records_survive_the_rollback_migration(tmp_path: Path) -> None:
         )
     engine.dispose()
 
-    assert upgrade(url) == "0003"
+    assert upgrade(url) == "0004"
 
     engine = make_engine(url)
     with engine.connect() as connection:
@@ -91,4 +92,18 @@ def test_web_app_migration_downgrades_and_upgrades_again(tmp_path: Path) -> None
         assert "users" not in inspect(connection).get_table_names()
     engine.dispose()
     assert current_revision(url) == "0002"
-    assert upgrade(url) == "0003"
+    assert upgrade(url) == "0004"
+
+
+def test_dead_letter_migration_downgrades_and_upgrades_again(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'linewatch.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        config = alembic_config(url)
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0003")
+        assert "rejected_messages" not in inspect(connection).get_table_names()
+    engine.dispose()
+    assert current_revision(url) == "0003"
+    assert upgrade(url) == "0004"

@@ -27,8 +27,14 @@ class CollectorSettings(BaseSettings):
     collector_id: str = Field(default="linewatch-collector-1", min_length=1, max_length=64)
     share_group: str = Field(default="linewatch-collectors", pattern=r"^[A-Za-z0-9_-]+$")
     session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
-    receive_maximum: int = Field(default=256, ge=1, le=65535)
-    batch_max: int = Field(default=128, ge=1)
+    receive_maximum: int = Field(default=512, ge=1, le=65535)  # unacknowledged messages in flight
+    batch_max: int = Field(default=256, ge=1, le=4096)  # messages per transaction
+    batch_max_bytes: int = Field(default=32 * 1024 * 1024, ge=1)  # payload bytes per transaction
+    batch_wait_ms: float = Field(default=5.0, ge=0.0, le=1000.0)  # to fill a batch after its first
+    store_workers: int = Field(default=4, ge=1, le=64)  # images written to the store at once
+    max_clock_skew_s: float = Field(default=300.0, ge=0.0)  # a message's time may be this far ahead
+    rejected_payload_max_bytes: int = Field(default=64 * 1024, ge=0)  # kept of a refused payload
+    metrics_address: str | None = None  # [HOST]:PORT of the Prometheus endpoint, off when None
     keepalive_s: int = Field(default=30, ge=5)
     reconnect_max_delay_s: int = Field(default=5, ge=1)
 

@@ -279,3 +279,34 @@ def start_sink(tmp_path: Path, node_identity: NodeIdentity) -> Iterator[SinkFact
     yield start
     for sink in sinks:
         sink.close()
+
+
+class RawPublisher:
+    """A bare MQTT 5 client that publishes any bytes on any topic: a forged or broken node."""
+
+    def __init__(self, broker: Broker) -> None:
+        """Connect to ``broker`` and start paho's loop."""
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+        self._client.connect("127.0.0.1", broker.port)
+        self._client.loop_start()
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        """Publish at QoS 1 and wait for the broker's PUBACK."""
+        info = self._client.publish(topic, payload, qos=1)
+        info.wait_for_publish(timeout=5)
+
+    def close(self) -> None:
+        """Disconnect and stop the loop."""
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+@pytest.fixture
+def raw_publisher(mosquitto: Broker) -> Iterator[RawPublisher]:
+    """A bare publisher on the test's broker, closed after the test."""
+    publisher = RawPublisher(mosquitto)
+    yield publisher
+    publisher.close()

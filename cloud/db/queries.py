@@ -13,9 +13,18 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud.db.models import Alert, Node, ReviewState, Sample
+from cloud.db.models import Alert, Node, RejectedMessage, ReviewState, Sample
 
-__all__ = ["AlertView", "NodeView", "SampleView", "list_alerts", "list_nodes", "list_samples"]
+__all__ = [
+    "AlertView",
+    "NodeView",
+    "RejectedView",
+    "SampleView",
+    "list_alerts",
+    "list_nodes",
+    "list_rejected",
+    "list_samples",
+]
 
 
 def _json_value(value: object) -> object:
@@ -185,4 +194,36 @@ def list_nodes(session: Session) -> list[NodeView]:
             outbox_backlog=n.outbox_backlog,
         )
         for n in session.scalars(query)
+    ]
+
+
+@dataclass(frozen=True)
+class RejectedView(_View):
+    """One message the collector set aside, and why (the payload stays in the table)."""
+
+    id: int
+    received_at: datetime
+    topic: str
+    payload_size_bytes: int
+    reason: str
+    collector_id: str
+
+
+def list_rejected(session: Session, *, limit: int = 100) -> list[RejectedView]:
+    """Return dead letters, newest first: what the collector refused to store, and why."""
+    query = (
+        select(RejectedMessage)
+        .order_by(RejectedMessage.received_at.desc(), RejectedMessage.id.desc())
+        .limit(limit)
+    )
+    return [
+        RejectedView(
+            id=r.id,
+            received_at=r.received_at,
+            topic=r.topic,
+            payload_size_bytes=r.payload_size_bytes,
+            reason=r.reason,
+            collector_id=r.collector_id,
+        )
+        for r in session.scalars(query)
     ]

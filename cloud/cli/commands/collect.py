@@ -1,4 +1,4 @@
-"""``linewatch collect``, ``alerts list``, ``samples list|review`` and ``db upgrade``.
+"""``linewatch collect``, ``alerts list``, ``samples list|review``, ``db upgrade|rejected``.
 
 The database URL defaults to ``sqlite:///var/linewatch.db`` (a ``var/`` folder
 under the current directory, made on first use) or ``$LINEWATCH_DB_URL``; images
@@ -25,10 +25,11 @@ from sqlalchemy.orm import Session
 
 from cloud.cli.app import app
 from cloud.collector.collector import Collector, CollectorStats
+from cloud.collector.metrics import serve_collector_metrics
 from cloud.collector.settings import CollectorSettings
 from cloud.collector.store import BlobStore
 from cloud.db.migrate import require_migrated, upgrade
-from cloud.db.queries import list_alerts, list_samples
+from cloud.db.queries import list_alerts, list_rejected, list_samples
 from cloud.db.session import make_engine, make_session_factory
 from cloud.errors import ConfigError
 from cloud.review import Label, record_review
@@ -84,7 +85,7 @@ def _since(text: str | None) -> datetime | None:
 def _print_stats(prefix: str, stats: CollectorStats) -> None:
     typer.echo(
         f"{prefix} alerts={stats.alerts} samples={stats.samples} statuses={stats.statuses} "
-        f"duplicates={stats.duplicates} malformed={stats.malformed}",
+        f"duplicates={stats.duplicates} rejected={stats.rejected} malformed={stats.malformed}",
         err=True,
     )
 
@@ -111,6 +112,14 @@ def collect(
             "--id", help="MQTT client id; keep it across restarts so the broker keeps the queue."
         ),
     ] = None,
+    metrics: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics",
+            help="Serve Prometheus metrics at [HOST]:PORT, e.g. :9200. "
+            "[env LINEWATCH_METRICS_ADDRESS]",
+        ),
+    ] = None,
 ) -> None:
     """Store every alert, sample and node status from the broker until interrupted."""
     settings = _settings(
@@ -121,10 +130,14 @@ def collect(
         mqtt_password=mqtt_password,
         mqtt_tls_ca=mqtt_tls_ca,
         collector_id=collector_id,
+        metrics_address=metrics,
     )
     upgrade(settings.db_url)
     engine = make_engine(settings.db_url)
     collector = Collector(settings, make_session_factory(engine), BlobStore(settings.store_dir))
+    if settings.metrics_address is not None:
+        port = serve_collector_metrics(collector.metrics, settings.metrics_address)
+        typer.echo(f"metrics at :{port}/metrics", err=True)
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -265,3 +278,24 @@ def db_upgrade(db: str = typer.Option(None, "--db", help=DB_HELP)) -> None:
     url = _settings(db_url=db).db_url
     revision = upgrade(url)
     typer.echo(f"database at revision {revision}")
+
+
+@db_app.command("rejected")
+def db_rejected(
+    db: Annotated[str | None, typer.Option("--db", help=DB_HELP)] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, help="At most this many, newest first.")
+    ] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON list of objects.")] = False,
+) -> None:
+    """List messages the collector set aside (dead letters), newest first, with the reason."""
+    rejected = _read(db, lambda session: list_rejected(session, limit=limit))
+    if as_json:
+        typer.echo(json.dumps([r.to_json() for r in rejected], indent=2))
+        return
+    for r in rejected:
+        typer.echo(
+            f"{r.received_at:%Y-%m-%d %H:%M:%S}  {r.topic}  {r.payload_size_bytes} B  "
+            f"{r.collector_id}  {r.reason}"
+        )
+    typer.echo(f"{len(rejected)} rejected message(s)", err=True)

@@ -2,33 +2,26 @@
 
 Everything that costs CPU or disk but needs no database happens here, before the
 writer opens a transaction: protobuf parsing, the checks, the conversion to
-records, and the images written to the store by a small thread pool (hashing
-and fsync of a 1 MB PNG take milliseconds; several go at once). Images are on
-disk before the row naming them is committed and before the message is
-acknowledged. A message that cannot be stored becomes a dead-letter record with
-its reason; only a store that cannot write (disk full) raises, and the writer
-retries the batch.
+records, and the batch's images written to the store by a small thread pool
+(hashing a 1 MB PNG takes milliseconds and releases the GIL) with one flush of
+the file system for the batch. Images are on disk before the row naming them is
+committed and before the message is acknowledged. A message that cannot be
+stored becomes a dead-letter record with its reason; only a store that cannot
+write (disk full) raises, and the writer retries the batch.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
 from cloud.collector.decode import Decoded, Rejected, decode
-from cloud.collector.records import to_record
-from cloud.collector.store import BlobStore
-from cloud.db.repository import (
-    AlertRecord,
-    Record,
-    RejectedRecord,
-    SampleRecord,
-    StatusRecord,
-)
-from cloud.errors import StoreError
+from cloud.collector.records import images_of, to_record
+from cloud.collector.store import BlobStore, StoredBlob
+from cloud.db.repository import Record, RejectedRecord, StatusRecord
 from edge.runtime.mqtt_link import MessageKind
 
 __all__ = ["Inbound", "Prepared", "Preparer", "kind_of_topic"]
@@ -38,8 +31,6 @@ logger = logging.getLogger(__name__)
 _MAX_TOPIC_CHARS = 256
 _MAX_REASON_CHARS = 1024
 _KINDS = frozenset(kind.value for kind in MessageKind)
-
-_Converted = AlertRecord | SampleRecord | StatusRecord
 
 
 @dataclass(frozen=True)
@@ -110,8 +101,9 @@ class Preparer:
         Raises:
             StoreError: an image could not be written (the batch should be retried).
         """
-        pending: list[Prepared | tuple[Inbound, Decoded, Future[_Converted]]] = []
-        for item in batch:
+        decoded_items: list[tuple[Inbound, Decoded]] = []
+        prepared: dict[int, Prepared] = {}
+        for position, item in enumerate(batch):
             decoded = self._decode(item)
             if isinstance(decoded, Rejected):
                 logger.warning(
@@ -120,13 +112,18 @@ class Preparer:
                     len(item.payload),
                     decoded.reason,
                 )
-                pending.append(self.reject(item, decoded.reason))
-                continue
-            future = self._pool.submit(to_record, decoded, item.received_at, self._store)
-            pending.append((item, decoded, future))
-        return [
-            entry if isinstance(entry, Prepared) else self._converted(*entry) for entry in pending
-        ]
+                prepared[position] = self.reject(item, decoded.reason)
+            else:
+                decoded_items.append((item, decoded))
+        images = [images_of(decoded) for _, decoded in decoded_items]
+        flat = [image for per_message in images for image in per_message]
+        stored = self._store.put_many(flat, map_function=self._pool.map)
+        converted: list[Prepared] = []
+        for (item, decoded), own in zip(decoded_items, images, strict=True):
+            converted.append(self._converted(item, decoded, stored[: len(own)]))
+            stored = stored[len(own) :]
+        in_order = iter(converted)
+        return [prepared[i] if i in prepared else next(in_order) for i in range(len(batch))]
 
     def reject(self, item: Inbound, reason: str, *, by_database: bool = False) -> Prepared:
         """Return the dead-letter record of ``item``: its first bytes and ``reason``.
@@ -161,11 +158,9 @@ class Preparer:
             logger.exception("decoding failed topic=%s", item.topic)
             return Rejected(f"cannot decode ({type(exc).__name__}: {exc})")
 
-    def _converted(self, item: Inbound, decoded: Decoded, future: Future[_Converted]) -> Prepared:
+    def _converted(self, item: Inbound, decoded: Decoded, stored: list[StoredBlob]) -> Prepared:
         try:
-            record = future.result()
-        except StoreError:
-            raise
+            record = to_record(decoded, item.received_at, stored)
         except Exception as exc:  # supervised: one message's fault must not stop the writer
             logger.exception("cannot convert message topic=%s", item.topic)
             return self.reject(item, f"cannot convert ({type(exc).__name__}: {exc})")

@@ -1,42 +1,63 @@
-"""Checked protobuf messages → database records, with images put in the store first.
+"""Checked protobuf messages → the images they carry, then → database records.
 
-Images are written before the row that names them is committed, so a row
-never points at a missing file; a resend finds the file already there.
+The collector stores a batch's images first (``images_of``, then
+``BlobStore.put_many``) and builds the records from where they landed
+(``to_record``), so a row never points at a missing file; a resend finds the
+file already there.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from linewatch.v1 import messages_pb2
 
 from cloud.collector.decode import Decoded, ms_to_datetime, verdict_name
-from cloud.collector.store import BlobStore
+from cloud.collector.store import StoredBlob
 from cloud.db.repository import AlertRecord, SampleRecord, StatusRecord
 
-__all__ = ["to_record"]
+__all__ = ["images_of", "to_record"]
+
+
+def images_of(decoded: Decoded) -> list[tuple[bytes, str]]:
+    """The ``(bytes, suffix)`` of the images a message carries, in the order ``to_record`` takes."""
+    message = decoded.message
+    if isinstance(message, messages_pb2.Alert):
+        return [(message.thumbnail_jpeg, ".jpg")] if message.thumbnail_jpeg else []
+    if isinstance(message, messages_pb2.Sample):
+        images = [(message.image_png, ".png")]
+        if message.anomaly_map_png:
+            images.append((message.anomaly_map_png, ".png"))
+        return images
+    return []
 
 
 def to_record(
-    decoded: Decoded, received_at: datetime, store: BlobStore
+    decoded: Decoded, received_at: datetime, stored: Sequence[StoredBlob] = ()
 ) -> AlertRecord | SampleRecord | StatusRecord:
-    """Return the record for one decoded message.
+    """Return the record for one decoded message whose images are already in the store.
 
-    Raises:
-        StoreError: an image could not be written to the store.
+    Args:
+        decoded: a checked message.
+        received_at: when the collector got it.
+        stored: where ``images_of(decoded)`` landed, in that order.
     """
     message = decoded.message
     if isinstance(message, messages_pb2.Alert):
-        return _alert(decoded, message, received_at, store)
+        return _alert(decoded, message, received_at, stored)
     if isinstance(message, messages_pb2.Sample):
-        return _sample(decoded, message, received_at, store)
+        return _sample(decoded, message, received_at, stored)
     return _status(decoded, message, received_at)
 
 
 def _alert(
-    decoded: Decoded, message: messages_pb2.Alert, received_at: datetime, store: BlobStore
+    decoded: Decoded,
+    message: messages_pb2.Alert,
+    received_at: datetime,
+    stored: Sequence[StoredBlob],
 ) -> AlertRecord:
-    thumbnail = store.put(message.thumbnail_jpeg, ".jpg") if message.thumbnail_jpeg else None
+    thumbnail = stored[0] if stored else None
     return AlertRecord(
         id=message.id,
         node=decoded.node,
@@ -55,10 +76,13 @@ def _alert(
 
 
 def _sample(
-    decoded: Decoded, message: messages_pb2.Sample, received_at: datetime, store: BlobStore
+    decoded: Decoded,
+    message: messages_pb2.Sample,
+    received_at: datetime,
+    stored: Sequence[StoredBlob],
 ) -> SampleRecord:
-    image = store.put(message.image_png, ".png")
-    heatmap = store.put(message.anomaly_map_png, ".png") if message.anomaly_map_png else None
+    image = stored[0]
+    heatmap = stored[1] if len(stored) > 1 else None
     return SampleRecord(
         id=message.id,
         node=decoded.node,

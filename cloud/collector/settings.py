@@ -27,8 +27,9 @@ class CollectorSettings(BaseSettings):
     collector_id: str = Field(default="linewatch-collector-1", min_length=1, max_length=64)
     share_group: str = Field(default="linewatch-collectors", pattern=r"^[A-Za-z0-9_-]+$")
     session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
-    receive_maximum: int = Field(default=512, ge=1, le=65535)  # unacknowledged messages in flight
-    batch_max: int = Field(default=256, ge=1, le=4096)  # messages per transaction
+    # Unacknowledged messages in flight: deploy/mosquitto caps it at 256 (max_inflight_messages).
+    receive_maximum: int = Field(default=256, ge=1, le=65535)
+    batch_max: int = Field(default=128, ge=1, le=4096)  # half the in-flight window: two batches
     batch_max_bytes: int = Field(default=32 * 1024 * 1024, ge=1)  # payload bytes per transaction
     batch_wait_ms: float = Field(default=5.0, ge=0.0, le=1000.0)  # to fill a batch after its first
     store_workers: int = Field(default=4, ge=1, le=64)  # images written to the store at once

@@ -3,8 +3,12 @@
 Runs a private Mosquitto (persistence on, like production) on a free port, an
 edge sink with its outbox, and a collector, all in this process, and prints:
 
-- messages/s into SQLite (and PostgreSQL with ``--postgres URL``), alerts only and
-  with ~1 MB samples, from the first message written to the outbox to the last commit;
+- the collector alone: messages/s into SQLite (and PostgreSQL with ``--postgres URL``),
+  alerts only and ~1 MB samples, drained from a backlog queued at the broker for the
+  collector's persistent session (what the collector can do, whatever feeds it), next
+  to the figures measured before the batched writer (issue 16);
+- the same through the edge sink (outbox, publisher), from the first message written to
+  the outbox to the last commit: one node's path, which the node's outbox bounds;
 - end-to-end latency p50/p99 from the frame's ``captured_at_ms`` to the commit of its
   row, at a steady frame rate;
 - the backlog drain rate after the broker was down for ``--outage-s`` seconds while
@@ -25,6 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -39,11 +47,18 @@ from edge.frames import InspectedFrame, ModelIdentity
 from edge.mqtt.config import MqttConfig
 from edge.mqtt.messages import frame_messages
 from edge.mqtt.sink import MqttSink, build_mqtt_sink
-from edge.runtime.mqtt_link import NodeIdentity
+from edge.runtime.mqtt_link import NodeIdentity, shared_subscription
 from edge.runtime.policy import Verdict
 from tests.plugins.mqtt import Broker  # the tests' broker: restartable on its port
 
 IDENTITY = NodeIdentity(site="bench", line="line1", node="cam1")
+# Issue 16's "today", measured before the batched writer (per-row ORM inserts), msg/s.
+BEFORE = {
+    ("sqlite", "alerts"): "279-343",
+    ("postgresql", "alerts"): "157-249",
+    ("sqlite", "samples"): "-",
+    ("postgresql", "samples"): "46-65",
+}
 
 
 def _until(condition: object, timeout_s: float, what: str) -> None:
@@ -82,6 +97,62 @@ class Committed:
         now_ms = time.time() * 1000
         self.latencies_ms.extend(now_ms - captured for _, captured in stored)
         self.count += len(stored)
+
+
+def _publisher(port: int, client_id: str = "", session: bool = False) -> mqtt.Client:
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
+    )
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.SessionExpiryInterval = 3600 if session else 0
+    client.connect("127.0.0.1", port, clean_start=not session, properties=properties)
+    client.loop_start()
+    return client
+
+
+def collector_only(workdir: Path, db_url: str, messages: list) -> float:
+    """Queue ``messages`` at the broker for a collector's session, then time the drain."""
+    upgrade(db_url)
+    broker = Broker(workdir, persistence=False)
+    broker.start()
+    settings = CollectorSettings(
+        mqtt_url=broker.url,
+        db_url=db_url,
+        store_dir=workdir / "store",
+        collector_id="bench-drain",
+    )
+    try:
+        # A session subscribed and left without unsubscribing: the broker queues for it.
+        session = _publisher(broker.port, settings.collector_id, session=True)
+        subscribed = threading.Event()
+        session.on_subscribe = lambda *_: subscribed.set()
+        session.subscribe(shared_subscription(settings.share_group), qos=1)
+        _until(subscribed.is_set, 10, "the session's subscription")
+        session.disconnect()
+        session.loop_stop()
+        publisher = _publisher(broker.port)
+        infos = [publisher.publish(m.topic, m.payload, qos=1) for m in messages]
+        for info in infos:
+            info.wait_for_publish(60)
+        publisher.disconnect()
+        publisher.loop_stop()
+        engine = make_engine(db_url)
+        committed = Committed([])
+        collector = Collector(
+            settings,
+            make_session_factory(engine),
+            BlobStore(settings.store_dir),
+            on_commit=committed,
+        )
+        started = time.monotonic()
+        collector.start()
+        _until(lambda: committed.count >= len(messages), 600, f"{len(messages)} commits")
+        rate = len(messages) / (time.monotonic() - started)
+        collector.stop()
+        engine.dispose()
+    finally:
+        broker.stop()
+    return rate
 
 
 class Rig:
@@ -145,17 +216,38 @@ def _encoded(first: int, count: int, verdict: Verdict, side_px: int, kinds: set[
     return batches
 
 
+def bench_collector(label: str, db_url: str, args: argparse.Namespace, rows: list) -> None:
+    alerts = [
+        m
+        for batch in _encoded(5 * 10**6, args.alerts, Verdict.ABNORMAL, 64, {"alert"})
+        for m in batch
+    ]
+    samples = [
+        m
+        for batch in _encoded(6 * 10**6, args.samples * 2, Verdict.UNCERTAIN, 592, {"sample"})
+        for m in batch
+    ]
+    for kind, messages in (("alerts", alerts), ("samples", samples)):
+        with tempfile.TemporaryDirectory(prefix="lw-drain-") as folder:
+            rate = collector_only(Path(folder), db_url, messages)
+        run = f"collector {kind}" + (" 1 MB" if kind == "samples" else "")
+        rows.append(
+            (label, run, len(messages), f"{rate:.0f} msg/s (before: {BEFORE[(label, kind)]} msg/s)")
+        )
+
+
 def bench_database(label: str, db_url: str, args: argparse.Namespace, rows: list) -> None:
     with tempfile.TemporaryDirectory(prefix="lw-bench-") as folder:
         rig = Rig(Path(folder), db_url)
         try:
             alerts = _encoded(0, args.alerts, Verdict.ABNORMAL, 64, {"alert"})
-            rows.append((label, "alerts only", args.alerts, rig.throughput(alerts)))
+            rate = rig.throughput(alerts)
+            rows.append((label, "via edge sink: alerts", args.alerts, rate))
             # ~1 MB samples: 592x592 noise does not compress, PNG ≈ 1.05 MB.
             big = _encoded(10**6, args.samples, Verdict.UNCERTAIN, 592, {"sample"})
             size_mb = len(big[0][0].payload) / 1e6
             rate = rig.throughput(big)
-            rows.append((label, f"samples {size_mb:.2f} MB", args.samples, rate))
+            rows.append((label, f"via edge sink: {size_mb:.2f} MB", args.samples, rate))
             rig.committed.latencies_ms.clear()
             pace = threading.Event()
             for index in range(args.latency_frames):  # steady 20 frames/s, alert + sample
@@ -219,14 +311,17 @@ def main() -> None:
     args = parser.parse_args()
     rows: list = []
     with tempfile.TemporaryDirectory(prefix="lw-db-") as folder:
+        bench_collector("sqlite", f"sqlite:///{folder}/drain.db", args, rows)
+        if args.postgres:
+            bench_collector("postgresql", args.postgres, args, rows)
         bench_database("sqlite", f"sqlite:///{folder}/bench.db", args, rows)
         if args.postgres:
             bench_database("postgresql", args.postgres, args, rows)
         bench_outage(f"sqlite:///{folder}/outage.db", args, rows)
-    print(f"{'database':<11} {'run':<22} {'messages':>8}  result")
+    print(f"{'database':<11} {'run':<24} {'messages':>8}  result")
     for database, run, count, result in rows:
         shown = f"{result:.1f} msg/s" if isinstance(result, float) else result
-        print(f"{database:<11} {run:<22} {count:>8}  {shown}")
+        print(f"{database:<11} {run:<24} {count:>8}  {shown}")
 
 
 if __name__ == "__main__":

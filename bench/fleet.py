@@ -25,10 +25,10 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +38,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from sqlalchemy import func, select
 
+from bench.fleet_probes import cpu_s, lag_quantile, machine_busy_s, postgres_pids, received
 from cloud.db.migrate import upgrade
 from cloud.db.models import Alert, Sample
 from cloud.db.session import make_engine, make_session_factory
@@ -49,7 +50,6 @@ from tests.plugins.mqtt import Broker, free_port
 
 LINEWATCH = str(Path(sys.executable).parent / "linewatch")
 _TICK_S = 0.05
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,17 @@ def _frame(side_px: int, seed: int) -> InspectedFrame:
     )
 
 
+def _stamped(template: Any, node: NodeIdentity) -> bytes:
+    """A copy of ``template`` from ``node``, with a fresh id, captured now."""
+    message = type(template)()
+    message.CopyFrom(template)
+    message.id, message.site, message.line, message.node = (
+        str(uuid.uuid4()), node.site, node.line, node.node
+    )  # fmt: skip
+    message.captured_at_ms = int(time.time() * 1000)
+    return bytes(message.SerializeToString())
+
+
 def publish_nodes(
     port: int, first: int, count: int, rates: Rates, seconds: float, out: mp.Queue
 ) -> None:  # type: ignore[type-arg]
@@ -121,18 +132,8 @@ def publish_nodes(
         for node, client in zip(nodes, clients, strict=True):
             for kind, template in (("alert", alert_template), ("sample", sample_template)):
                 if due[kind] >= 1.0:
-                    message = type(template)()
-                    message.CopyFrom(template)
-                    message.id, message.site, message.line, message.node = (
-                        str(uuid.uuid4()),
-                        node.site,
-                        node.line,
-                        node.node,
-                    )
-                    message.captured_at_ms = int(time.time() * 1000)
-                    client.publish(
-                        topic_for(node, MessageKind(kind)), message.SerializeToString(), qos=1
-                    )
+                    payload = _stamped(template, node)
+                    client.publish(topic_for(node, MessageKind(kind)), payload, qos=1)
                     published += 1
             if now >= next_heartbeat:
                 status = build_status(
@@ -150,63 +151,6 @@ def publish_nodes(
         client.disconnect()
         client.loop_stop()
     out.put(published)
-
-
-def _cpu_s(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime + stime
-
-
-def _machine_busy_s() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine so far, neighbours included."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields) - idle) / _CLOCK_TICKS, sum(fields) / _CLOCK_TICKS
-
-
-def _postgres_pids() -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == "postgres":
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
-
-
-def _metric(port: int, name: str) -> dict[str, float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
-    return {
-        line.split(" ")[0]: float(line.split(" ")[1])
-        for line in text.splitlines()
-        if line.startswith(name)
-    }
-
-
-def _lag_quantile(ports: list[int], quantile: float) -> float:
-    buckets: dict[float, float] = {}
-    for port in ports:
-        for key, value in _metric(port, "linewatch_collector_lag_seconds_bucket").items():
-            bound = key.split('le="')[1].split('"')[0]
-            upper = float("inf") if bound == "+Inf" else float(bound)
-            buckets[upper] = buckets.get(upper, 0.0) + value
-    bounds = sorted(buckets)
-    total = buckets[bounds[-1]] if bounds else 0.0
-    if total == 0:
-        return float("nan")
-    rank, lower, below = quantile * total, 0.0, 0.0
-    for upper in bounds:  # linear inside the bucket, as histogram_quantile does
-        if buckets[upper] >= rank:
-            if upper == float("inf"):
-                return lower
-            return lower + (upper - lower) * (rank - below) / max(buckets[upper] - below, 1e-9)
-        lower, below = upper, buckets[upper]
-    return lower
 
 
 def _stored(db_url: str) -> int:
@@ -240,8 +184,8 @@ def _start_collectors(
             "--metrics",
             f"127.0.0.1:{port}",
         ]
-        log = (workdir / f"collector-{index}.log").open("wb")
-        processes.append(subprocess.Popen(command, stderr=log))
+        with (workdir / f"collector-{index}.log").open("wb") as log:  # the child keeps a copy
+            processes.append(subprocess.Popen(command, stderr=log))
         ports.append(port)
     return processes, ports
 
@@ -258,14 +202,8 @@ def _wait_subscribed(broker: Broker, ports: list[int]) -> None:
         while time.monotonic() < deadline:
             status = build_status(node, online=True, grpc_address="", heartbeat=Heartbeat())
             probe.publish(topic_for(node, MessageKind.STATUS), status.SerializeToString(), qos=1)
-            try:
-                if all(
-                    sum(_metric(p, "linewatch_collector_received_total").values()) > 0
-                    for p in ports
-                ):
-                    return
-            except OSError:
-                pass  # the metrics endpoint is not up yet
+            if all(received(port) > 0 for port in ports):
+                return
             pace.wait(0.2)
     finally:
         probe.disconnect()
@@ -287,9 +225,9 @@ def run_phase(collectors: int, db_url: str, args: argparse.Namespace, rates: Rat
             pids = {
                 "broker": [broker._process.pid],
                 "collectors": [p.pid for p in processes],  # type: ignore[union-attr]
-                "database": _postgres_pids() if db_url.startswith("postgresql") else [],
+                "database": postgres_pids() if db_url.startswith("postgresql") else [],
             }
-            cpu_before = {k: sum(_cpu_s(p) for p in v) for k, v in pids.items()}
+            cpu_before = {k: sum(cpu_s(p) for p in v) for k, v in pids.items()}
             queue: mp.Queue[int] = mp.Queue()
             per_process = -(-args.nodes // args.processes)
             publishers = [
@@ -307,21 +245,21 @@ def run_phase(collectors: int, db_url: str, args: argparse.Namespace, rates: Rat
                 for i in range(args.processes)
                 if i * per_process < args.nodes
             ]
-            machine_before = _machine_busy_s()
+            machine_before = machine_busy_s()
             started = time.monotonic()
             for p in publishers:
                 p.start()
             pids["publishers"] = [p.pid for p in publishers if p.pid]
             cpu_before["publishers"] = 0.0
             published = sum(queue.get(timeout=args.seconds + 120) for _ in publishers)
-            cpu_publishers = sum(_cpu_s(p) for p in pids["publishers"])
+            cpu_publishers = sum(cpu_s(p) for p in pids["publishers"])
             for p in publishers:
                 p.join()
             elapsed = time.monotonic() - started
-            machine_after = _machine_busy_s()
+            machine_after = machine_busy_s()
             stored_at_end = _stored(db_url) - before
             cpu = {
-                k: sum(_cpu_s(p) for p in v) - cpu_before[k]
+                k: sum(cpu_s(p) for p in v) - cpu_before[k]
                 for k, v in pids.items()
                 if k != "publishers"
             }
@@ -331,7 +269,7 @@ def run_phase(collectors: int, db_url: str, args: argparse.Namespace, rates: Rat
                 time.sleep(0.2)  # polls the database while the backlog drains
             drain_s = time.monotonic() - started - elapsed
             stored = _stored(db_url) - before
-            p50, p99 = _lag_quantile(ports, 0.5), _lag_quantile(ports, 0.99)
+            p50, p99 = lag_quantile(ports, 0.5), lag_quantile(ports, 0.99)
         finally:
             for process in processes:
                 process.terminate()
@@ -361,13 +299,13 @@ def first_limit(result: PhaseResult) -> str:
     name, share = max(used.items(), key=lambda item: item[1])
     ours = sum(result.cores.values()) / cpus
     if share >= 0.8:
-        return f"{name} CPU ({share:.0%} of its ceiling)"
-    if result.machine_busy >= 0.85:
-        return (
-            f"the machine's cores ({result.machine_busy:.0%} busy, {ours:.0%} ours; "
-            f"busiest of ours: {name} at {share:.0%} of its ceiling)"
-        )
-    return f"none reached (busiest: {name} at {share:.0%} of its ceiling)"
+        limit = f"{name} CPU ({share:.0%} of its ceiling)"
+    elif result.machine_busy >= 0.85:
+        limit = f"the machine's cores ({result.machine_busy:.0%} busy, {ours:.0%} ours)"
+    else:
+        limit = f"none near (busiest: {name} at {share:.0%} of its ceiling)"
+    kept_up = result.backlog <= max(10, result.published // 100)
+    return f"kept up; nearest: {limit}" if kept_up else f"fell behind; limit: {limit}"
 
 
 def main() -> None:

@@ -93,6 +93,8 @@ def test_manifest_json_keeps_its_keys(trained_bundle: ModelBundle) -> None:
         "n_memory_bank_images",
         "n_calibration_images",
         "settings",
+        "data_root",
+        "images",  # what retraining learns on top of: path, sha256 and role per image
     ]
     assert raw["training_data"]["settings"] == TrainSettings.model_validate(
         raw["training_data"]["settings"]

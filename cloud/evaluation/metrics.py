@@ -9,6 +9,7 @@ miss no defect at all on this data.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 
@@ -29,6 +30,7 @@ __all__ = [
     "PixelSampler",
     "counts_by_type",
     "fpr_at_full_recall",
+    "fpr_at_recall",
     "image_auroc",
     "latency_stats",
     "operating_point",
@@ -37,7 +39,7 @@ __all__ = [
 ]
 
 GOOD = "good"
-REPORT_FORMAT_VERSION = 1
+REPORT_FORMAT_VERSION = 2  # 2: fpr_at_95_recall and aupro
 DEFAULT_PIXELS_PER_IMAGE = 4096
 
 FloatArray = npt.NDArray[np.float64]
@@ -111,6 +113,14 @@ class EvaluationReport(_Frozen):
         description="false-alarm rate at the lowest threshold that misses no defect"
     )
     full_recall_threshold: float | None
+    fpr_at_95_recall: float | None = Field(
+        default=None, description="false-alarm rate at the threshold that catches 95% of defects"
+    )
+    aupro: float | None = Field(
+        default=None,
+        description="MVTec per-region overlap: area under PRO up to FPR 0.3, normalised; "
+        "None when no defect image has a mask",
+    )
     recall_at_threshold: float | None
     false_alarm_rate_at_threshold: float | None
     at_threshold: OperatingPoint
@@ -177,6 +187,29 @@ def operating_point(
     )
 
 
+def fpr_at_recall(
+    is_anomalous: npt.ArrayLike, scores: npt.ArrayLike, recall: float
+) -> tuple[float, float] | None:
+    """False-alarm rate at the highest threshold that still flags ``recall`` of the defects.
+
+    That threshold is the k-th highest defect score, k = ceil(recall x defects);
+    good images scoring at or above it (ties included, since ``>=`` flags) are
+    the price of that recall.
+
+    Returns:
+        ``(false_alarm_rate, threshold)``, or None without both classes.
+    """
+    labels = np.asarray(is_anomalous, dtype=bool).reshape(-1)
+    if not _both_classes(labels):
+        return None
+    values = sanitize_scores(scores)
+    defect = np.sort(values[labels])[::-1]
+    needed = max(1, math.ceil(recall * defect.size - 1e-9))
+    threshold = float(defect[needed - 1])
+    rate = float((values[~labels] >= threshold).mean())
+    return rate, threshold
+
+
 def fpr_at_full_recall(
     is_anomalous: npt.ArrayLike, scores: npt.ArrayLike
 ) -> tuple[float, float] | None:
@@ -188,13 +221,7 @@ def fpr_at_full_recall(
     Returns:
         ``(false_alarm_rate, threshold)``, or None without both classes.
     """
-    labels = np.asarray(is_anomalous, dtype=bool).reshape(-1)
-    if not _both_classes(labels):
-        return None
-    values = sanitize_scores(scores)
-    threshold = float(values[labels].min())
-    rate = float((values[~labels] >= threshold).mean())
-    return rate, threshold
+    return fpr_at_recall(is_anomalous, scores, 1.0)
 
 
 def counts_by_type(defect_types: Sequence[str]) -> dict[str, int]:

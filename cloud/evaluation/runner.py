@@ -29,11 +29,13 @@ from cloud.evaluation.metrics import (
     PixelSampler,
     counts_by_type,
     fpr_at_full_recall,
+    fpr_at_recall,
     image_auroc,
     latency_stats,
     operating_point,
     per_defect_metrics,
 )
+from cloud.evaluation.region_overlap import RegionOverlap
 from cloud.types import ProgressCallback
 from edge.runtime.bundle import ModelBundle, load_bundle
 from edge.runtime.engine import EngineOptions, InferenceEngine
@@ -115,6 +117,7 @@ class _Collector:
     """Mutable state while batches stream through; frozen into the outcome at the end."""
 
     sampler: PixelSampler
+    regions: RegionOverlap
     scores: list[float]
     per_image_ms: list[float]
 
@@ -130,6 +133,7 @@ class _Collector:
         for item, anomaly_map in zip(batch, maps, strict=True):
             mask = read_mask(item.mask_path) if item.mask_path is not None else None
             self.sampler.add(anomaly_map, mask, is_anomalous=item.is_anomalous)
+            self.regions.add(anomaly_map, mask, is_anomalous=item.is_anomalous)
 
 
 def evaluate_bundle(
@@ -164,7 +168,7 @@ def evaluate_bundle(
     engine = InferenceEngine(bundle, engine_options)
     engine.warm_up()
     items = layout.test
-    collector = _Collector(PixelSampler(pixels_per_image), [], [])
+    collector = _Collector(PixelSampler(pixels_per_image), RegionOverlap(), [], [])
     started = time.perf_counter()
     done = 0
     for batch in _batches(items, batch_size):
@@ -205,6 +209,7 @@ def _build_report(
     scores = np.array(collector.scores, dtype=np.float64)
     at_threshold = operating_point(labels, scores, policy.threshold)
     full_recall = fpr_at_full_recall(labels, scores)
+    at_95_recall = fpr_at_recall(labels, scores, 0.95)
     return EvaluationReport(
         created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         bundle=bundle.label,
@@ -222,6 +227,8 @@ def _build_report(
         pixel_auroc_samples=collector.sampler.n_samples,
         fpr_at_full_recall=full_recall[0] if full_recall else None,
         full_recall_threshold=full_recall[1] if full_recall else None,
+        fpr_at_95_recall=at_95_recall[0] if at_95_recall else None,
+        aupro=collector.regions.aupro() if collector.sampler.auroc() is not None else None,
         recall_at_threshold=at_threshold.recall,
         false_alarm_rate_at_threshold=at_threshold.false_alarm_rate,
         at_threshold=at_threshold,

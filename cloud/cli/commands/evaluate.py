@@ -62,7 +62,9 @@ def evaluate(
         ("test images", f"{report.n_images} ({kinds})"),
         ("image AUROC", _rate(report.image_auroc)),
         ("pixel AUROC", _rate(report.pixel_auroc)),
-        ("FPR at full recall", _rate(report.fpr_at_full_recall)),
+        ("AUPRO (FPR <= 0.3)", _rate(report.aupro)),
+        ("false alarms at 95% caught", _rate(report.fpr_at_95_recall)),
+        ("false alarms at 100% caught", _rate(report.fpr_at_full_recall)),
         ("recall at threshold", _rate(report.recall_at_threshold)),
         ("false alarms at threshold", _rate(report.false_alarm_rate_at_threshold)),
         (

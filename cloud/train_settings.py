@@ -7,15 +7,30 @@ CLI and the trainer cannot drift apart; keeping torch out of this module keeps
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["TrainSettings"]
+__all__ = ["DEFAULT_PRESET", "PRESETS", "PresetName", "TrainSettings"]
+
+PresetName = Literal["fast", "accurate"]
+DEFAULT_PRESET: PresetName = "fast"
+# What each preset sets; any value given explicitly wins. The class defaults below are
+# DEFAULT_PRESET's values, so TrainSettings() is that preset. Measured in
+# bench/detector_real.py (README "How it decides").
+PRESETS: dict[str, dict[str, Any]] = {
+    "fast": {"input_size": 256, "bank_sizes": (4096, 2048)},
+    "accurate": {"input_size": 512, "bank_sizes": (8192, 4096)},
+}
 
 
 class TrainSettings(BaseModel):
     """What a training run may vary; every value is recorded in the manifest and MLflow."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # A named set of the values below, recorded in the manifest (see PRESETS).
+    preset: PresetName = DEFAULT_PRESET
 
     # The input holds about input_size² pixels, shaped like the training images
     # unless keep_aspect_ratio is off (then it is an input_size square).
@@ -26,7 +41,7 @@ class TrainSettings(BaseModel):
     # stride 8 and 256 x 4096 at stride 16, as fast on 2 cores as one 4096-entry bank
     # of both levels' features at stride 8 was (bench/detector.py).
     coreset_ratio: float = Field(default=0.25, gt=0.0, le=1.0)
-    bank_sizes: tuple[int, ...] = (8192, 4096)
+    bank_sizes: tuple[int, ...] = (4096, 2048)
     calibration_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
     min_calibration_images: int = Field(default=3, ge=1)
     target_false_alarm_rate: float = Field(default=0.05, gt=0.0, lt=1.0)
@@ -44,7 +59,19 @@ class TrainSettings(BaseModel):
     normalisation_prior_images: float = Field(default=8.0, ge=0.0)
     seed: int = 0
     batch_size: int = Field(default=8, ge=1)
-    skip_unreadable: bool = False
+    # Name and skip train/good files that do not decode (up to 10% of them; see train.py).
+    skip_unreadable: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        """Fill in the preset's values for every field not given explicitly."""
+        if not isinstance(data, dict) or data.get("preset") is None:
+            return data
+        preset = data["preset"]
+        if preset not in PRESETS:
+            return data  # the field's own validation names the allowed values
+        return {**PRESETS[preset], **data}
 
     @model_validator(mode="after")
     def _one_bank_per_level(self) -> TrainSettings:

@@ -135,6 +135,10 @@ class DetectorInfo(_RecordSection):
     """What the graph inside the bundle is, for people and tools; a node does not need it."""
 
     kind: str | None = None
+    preset: str | None = Field(default=None, description="train --preset: fast or accurate")
+    input_budget_side: int | None = Field(
+        default=None, description="the input holds about this side squared pixels"
+    )
     backbone: str | None = None
     feature_blocks: tuple[int, ...] | None = None
     feature_dims: tuple[int, ...] | None = None

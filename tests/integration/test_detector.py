@@ -70,6 +70,8 @@ def test_manifest_records_calibration_and_policy(trained_bundle: ModelBundle) ->
     assert len(manifest.detector.memory_bank_sizes) == 2
     assert manifest.detector.memory_bank_size == sum(manifest.detector.memory_bank_sizes)
     assert manifest.detector.memory_bank_size <= 512 + 256
+    assert manifest.detector.preset == "fast"  # the default preset, its sizes overridden
+    assert manifest.detector.input_budget_side == SIZE
 
 
 def test_manifest_json_keeps_its_keys(trained_bundle: ModelBundle) -> None:
@@ -77,6 +79,8 @@ def test_manifest_json_keeps_its_keys(trained_bundle: ModelBundle) -> None:
     raw = json.loads((trained_bundle.directory / MANIFEST_FILE).read_text())
     assert list(raw["detector"]) == [
         "kind",
+        "preset",
+        "input_budget_side",
         "backbone",
         "feature_blocks",
         "feature_dims",

@@ -9,7 +9,7 @@ import typer
 
 from cloud.cli.app import app
 from cloud.cli.commands import train as _train_command  # noqa: F401  (registers the command)
-from cloud.train_settings import TrainSettings
+from cloud.train_settings import DEFAULT_PRESET, PRESETS, TrainSettings
 
 
 def test_train_options_default_to_the_settings() -> None:
@@ -28,7 +28,28 @@ def test_train_options_default_to_the_settings() -> None:
         "skip_unreadable",
     } <= shared
     for name in shared:
-        assert defaults[name] == TrainSettings.model_fields[name].default, name
+        if name in PRESETS["fast"]:
+            # Unset means "the preset's value": explicit flags override the preset.
+            assert defaults[name] is None, name
+        else:
+            assert defaults[name] == TrainSettings.model_fields[name].default, name
+
+
+def test_the_class_defaults_are_the_default_preset() -> None:
+    for name, value in PRESETS[DEFAULT_PRESET].items():
+        assert getattr(TrainSettings(), name) == value, name
+    assert TrainSettings().preset == DEFAULT_PRESET
+
+
+def test_a_preset_fills_only_what_is_not_given() -> None:
+    accurate = TrainSettings(preset="accurate")
+    assert accurate.input_size == PRESETS["accurate"]["input_size"]
+    assert accurate.bank_sizes == PRESETS["accurate"]["bank_sizes"]
+    mixed = TrainSettings(preset="accurate", input_size=320)
+    assert mixed.input_size == 320
+    assert mixed.bank_sizes == PRESETS["accurate"]["bank_sizes"]
+    # What the manifest records reloads to the same settings.
+    assert TrainSettings.model_validate(mixed.model_dump(mode="json")) == mixed
 
 
 def test_the_trainer_uses_the_same_settings_and_the_backbones_blocks() -> None:

@@ -47,17 +47,38 @@ def test_too_few_images(tmp_path: Path) -> None:
 def test_unreadable_image_is_named(tmp_path: Path) -> None:
     _good_images(tmp_path / "train" / "good", 6)
     (tmp_path / "train" / "good" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    settings = TrainSettings(skip_unreadable=False)
     with pytest.raises(ImageDecodeError, match=r"broken\.png"):
-        train_bundle(tmp_path, tmp_path / "out")
+        train_bundle(tmp_path, tmp_path / "out", settings=settings)
     assert not (tmp_path / "out").exists()
 
 
-def test_unreadable_image_skipped_on_request(tmp_path: Path) -> None:
-    _good_images(tmp_path / "train" / "good", 6)
+def test_a_few_corrupt_files_are_named_and_skipped_by_default(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _good_images(tmp_path / "train" / "good", 12)
     (tmp_path / "train" / "good" / "broken.png").write_bytes(b"garbage")
-    settings = TrainSettings(input_size=64, bank_sizes=(64, 32), skip_unreadable=True)
-    bundle = train_bundle(tmp_path, tmp_path / "out", settings=settings)
-    assert bundle.manifest.training_data.n_train_good == 6
+    settings = TrainSettings(input_size=64, bank_sizes=(64, 32))
+    with caplog.at_level("WARNING", logger="cloud.train"):
+        bundle = train_bundle(tmp_path, tmp_path / "out", settings=settings)
+    assert bundle.manifest.training_data.n_train_good == 12
+    assert "broken.png" in caplog.text
+
+
+def test_many_corrupt_files_stop_training_with_their_names(tmp_path: Path) -> None:
+    _good_images(tmp_path / "train" / "good", 6)
+    for index in range(3):
+        (tmp_path / "train" / "good" / f"broken{index}.png").write_bytes(b"garbage")
+    settings = TrainSettings(input_size=64, bank_sizes=(64, 32))
+    with pytest.raises(DatasetError, match=r"3 of 9 .*broken0\.png.*check the folder"):
+        train_bundle(tmp_path, tmp_path / "out", settings=settings)
+
+
+def test_too_few_readable_images_give_the_minimum(tmp_path: Path) -> None:
+    _good_images(tmp_path / "train" / "good", 3)
+    settings = TrainSettings(input_size=64, bank_sizes=(64, 32), skip_unreadable=False)
+    with pytest.raises(DatasetError, match=r"3 readable good training images; need at least 4"):
+        train_bundle(tmp_path, tmp_path / "out", settings=settings)
 
 
 def test_refuses_to_overwrite_a_foreign_folder(tmp_path: Path) -> None:

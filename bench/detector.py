@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from detector_real import PREVIOUS  # bench/ is on the path when run as a script
 from sklearn.metrics import roc_auc_score
 
 from cloud.dataset import load_layout
@@ -107,6 +108,9 @@ def main() -> None:
     parser.add_argument("--n-test-good", type=int, default=60)
     parser.add_argument("--n-test-per-defect", type=int, default=12)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--variants", default="", help="only these detectors, e.g. previous,default (all if empty)"
+    )
     parser.add_argument("--repeats", type=int, default=50)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -114,7 +118,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         variants = {
+            "previous": PREVIOUS,
             "default": settings,
+            "accurate": TrainSettings(preset="accurate"),
             "no-colour": settings.model_copy(update={"colour_contrast_weight": 0.0}),
             "no-patch-norm": settings.model_copy(update={"patch_normalisation": False}),
         }
@@ -124,6 +130,8 @@ def main() -> None:
             "keep-aspect": settings,
             "square-input": settings.model_copy(update={"keep_aspect_ratio": False}),
         }
+        if args.variants:
+            variants = {name: variants[name] for name in args.variants.split(",")}
         runs = [(category, "", (256, 256), variants) for category in args.categories.split(",")]
         runs += [
             (category, "-wide", (512, 192), wide_variants)

@@ -41,6 +41,9 @@ PREVIOUS = TrainSettings.model_validate(
         "feature_blocks": (4, 10),
         "colour_contrast_weight": 32.0,
         "patch_normalisation": True,
+        "coreset_max_candidates": None,
+        "skip_unreadable": False,
+        "preset": "fast",  # a label only: every value that differs is written above
     }
 )
 

@@ -138,6 +138,21 @@ def split_indices(count: int, settings: TrainSettings) -> tuple[list[int], list[
     return sorted(order[n_calibration:].tolist()), sorted(order[:n_calibration].tolist())
 
 
+def _coreset_candidates(count: int, settings: TrainSettings) -> torch.Tensor:
+    """Indices of the patches the coreset is chosen from: all, or a seeded random share.
+
+    Greedy k-center reads every candidate once per chosen entry; at a 512 px budget
+    400 images give 1.7 M patches, 435 MB of projected points to read 8192 times.
+    A uniform sample of a few hundred thousand still holds every kind of
+    normal patch that recurs in more than a handful of images.
+    """
+    cap = settings.coreset_max_candidates
+    if cap is None or count <= cap:
+        return torch.arange(count)
+    generator = torch.Generator().manual_seed(settings.seed)
+    return torch.randperm(count, generator=generator)[:cap].sort().values
+
+
 def fit_model(
     fit_images: Sequence[ImageArray],
     calibration_images: Sequence[ImageArray],
@@ -167,11 +182,11 @@ def fit_model(
     for index, (bank, level) in enumerate(zip(model.banks, embeddings, strict=True)):
         stage = f"selecting memory bank {index + 1} of {len(model.banks)}"
         size = min(settings.bank_sizes[index], max(1, round(settings.coreset_ratio * len(level))))
-        chosen.append(
-            greedy_coreset(
-                level, size, seed=settings.seed, progress=functools.partial(report, stage)
-            )
+        candidates = _coreset_candidates(len(level), settings)
+        picked = greedy_coreset(
+            level[candidates], size, seed=settings.seed, progress=functools.partial(report, stage)
         )
+        chosen.append(candidates[picked])
         bank.set_memory_bank(level[chosen[-1]])
 
     report("calibrating on held-out good images", 0, len(calibration_images))

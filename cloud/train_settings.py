@@ -20,7 +20,7 @@ DEFAULT_PRESET: PresetName = "fast"
 # bench/detector_real.py (README "How it decides").
 PRESETS: dict[str, dict[str, Any]] = {
     "fast": {"input_size": 256, "bank_sizes": (4096, 2048)},
-    "accurate": {"input_size": 512, "bank_sizes": (8192, 4096)},
+    "accurate": {"input_size": 512, "bank_sizes": (4096, 2048)},
 }
 
 
@@ -42,6 +42,9 @@ class TrainSettings(BaseModel):
     # of both levels' features at stride 8 was (bench/detector.py).
     coreset_ratio: float = Field(default=0.25, gt=0.0, le=1.0)
     bank_sizes: tuple[int, ...] = (4096, 2048)
+    # The coreset is chosen from at most this many patches per level (a seeded random
+    # sample; see train._coreset_candidates); None: from all of them.
+    coreset_max_candidates: int | None = Field(default=300_000, ge=1000)
     calibration_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
     min_calibration_images: int = Field(default=3, ge=1)
     target_false_alarm_rate: float = Field(default=0.05, gt=0.0, lt=1.0)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import typer
+from typer.testing import CliRunner
 
 from cloud.cli.app import app
 from cloud.cli.commands import train as _train_command  # noqa: F401  (registers the command)
@@ -66,3 +68,12 @@ def test_the_train_command_loads_without_torch() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
     )
     assert result.stdout.strip() == "False", "linewatch --help would load torch"
+
+
+def test_an_unknown_preset_is_a_usage_error_naming_the_choices(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "b"), "--preset", "best"]
+    )
+    assert result.exit_code == 2
+    assert "fast" in result.output
+    assert "accurate" in result.output

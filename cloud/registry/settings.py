@@ -44,9 +44,11 @@ class RegistrySettings(BaseSettings):
         validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "LINEWATCH_MLFLOW_TRACKING_URI"),
         description="an MLflow tracking URI; None: sqlite:///<mlflow_root>/mlflow.db",
     )
+    # Not MLFLOW_REGISTRY_URI: MLflow writes that into the environment whenever it is
+    # used, so a process (or its children) would follow whichever store it touched last.
     registry_uri: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("MLFLOW_REGISTRY_URI", "LINEWATCH_MLFLOW_REGISTRY_URI"),
+        validation_alias=AliasChoices("registry_uri", "LINEWATCH_MLFLOW_REGISTRY_URI"),
         description="the model registry URI; None: the tracking URI",
     )
     mlflow_experiment: str = Field(

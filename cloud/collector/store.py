@@ -18,8 +18,10 @@ import ctypes
 import hashlib
 import logging
 import os
+import secrets
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +49,15 @@ class StoredBlob:
     size_bytes: int
 
 
+@dataclass
+class _Staged:
+    """A blob of a batch: ``temp_name`` is set while its new file waits to be renamed."""
+
+    blob: StoredBlob
+    temp_name: str = ""
+    error: OSError | None = None
+
+
 class BlobStore:
     """Files under ``root/<sha[:2]>/<sha[2:4]>/<sha><suffix>``."""
 
@@ -57,6 +68,7 @@ class BlobStore:
             StoreError: the folder cannot be created.
         """
         self.root = root
+        self._folders: set[Path] = set()  # created already: one mkdir per folder, not per image
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -87,6 +99,10 @@ class BlobStore:
     ) -> list[StoredBlob]:
         """Store several blobs durably with two file-system flushes; order is kept.
 
+        Each blob is hashed and, when new, written to a temporary file in one task
+        (one pass through ``map_function``: a pool thread that hands the GIL back
+        and forth for every step waits for it each time).
+
         Args:
             blobs: ``(data, suffix)`` pairs.
             map_function: runs the hashing and writing, e.g. a thread pool's ``map``.
@@ -94,44 +110,93 @@ class BlobStore:
         Raises:
             StoreError: a file cannot be written or flushed (disk full, permissions).
         """
-        stored = list(map_function(self._describe, blobs))
-        missing = {b.path: data for b, (data, _) in zip(stored, blobs, strict=True)}
-        missing = {path: data for path, data in missing.items() if not (self.root / path).exists()}
-        if not missing:
-            return stored
-        if _SYNCFS is None:
-            for path, data in missing.items():
-                self.put(data, Path(path).suffix)
-            return stored
+        staged: list[_Staged] = list(map_function(self._stage, blobs))
         try:
-            temporary = list(map_function(self._write_unsynced, missing.items()))
-            self._sync_file_system()  # the contents are on disk before any name points at them
-            for temp_name, path in temporary:
-                os.replace(temp_name, self.root / path)
-            self._sync_file_system()  # and so are the names, before a row names them
+            failed = next((one.error for one in staged if one.error is not None), None)
+            if failed is not None:
+                raise failed
+            incoming = [one for one in staged if one.temp_name]
+            if incoming:
+                if _SYNCFS is not None:  # the contents are on disk before any name points at them
+                    self._sync_file_system()
+                for one in incoming:
+                    os.replace(one.temp_name, self.root / one.blob.path)
+                    one.temp_name = ""
+                self._sync_folders(incoming)  # and so are the names, before a row names them
         except OSError as exc:
+            self._discard(staged)
             msg = f"sample store {self.root}: cannot write images ({exc}); check free disk"
             raise StoreError(msg) from exc
-        return stored
+        except BaseException:
+            self._discard(staged)
+            raise
+        return [one.blob for one in staged]
+
+    def sweep_incoming(self, older_than_s: float = 3600.0) -> int:
+        """Delete temporary files a crash left behind; return how many.
+
+        A file is renamed to its final name only once complete, so an old
+        ``.incoming-*`` file belongs to no row and no acknowledged message. Young
+        ones are left alone: another collector sharing the store may be writing them.
+        """
+        removed = 0
+        cutoff = time.time() - older_than_s
+        for leftover in self.root.glob("*/*/.incoming-*"):
+            try:
+                if leftover.stat().st_mtime < cutoff:
+                    leftover.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        if removed:
+            logger.warning("removed %d unfinished image(s) a crash left in %s", removed, self.root)
+        return removed
 
     def path_of(self, relative: str) -> Path:
         """Return the absolute path of a stored blob."""
         return self.root / relative
 
-    @staticmethod
-    def _describe(blob: tuple[bytes, str]) -> StoredBlob:
+    def _stage(self, blob: tuple[bytes, str]) -> _Staged:
         data, suffix = blob
         digest = hashlib.sha256(data).hexdigest()
-        return StoredBlob(digest, f"{digest[:2]}/{digest[2:4]}/{digest}{suffix}", len(data))
+        stored = StoredBlob(digest, f"{digest[:2]}/{digest[2:4]}/{digest}{suffix}", len(data))
+        target = self.root / stored.path
+        if target.exists():
+            return _Staged(stored)
+        folder = target.parent
+        temp_name = f"{folder}/.incoming-{digest[:16]}-{secrets.token_hex(4)}"
+        try:
+            if folder not in self._folders:
+                folder.mkdir(parents=True, exist_ok=True)
+                self._folders.add(folder)
+            fd = os.open(temp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                if _SYNCFS is None:  # no file-system flush: each file is flushed on its own
+                    handle.flush()
+                    os.fsync(handle.fileno())
+        except OSError as exc:  # reported by put_many, after every task has finished
+            Path(temp_name).unlink(missing_ok=True)
+            self._folders.discard(folder)  # a folder removed under us is made again next time
+            return _Staged(stored, error=exc)
+        return _Staged(stored, temp_name)
 
-    def _write_unsynced(self, item: tuple[str, bytes]) -> tuple[str, str]:
-        path, data = item
-        target = self.root / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        return temp_name, path
+    def _sync_folders(self, renamed: list[_Staged]) -> None:
+        if _SYNCFS is not None:
+            self._sync_file_system()
+            return
+        for folder in {(self.root / one.blob.path).parent for one in renamed}:
+            descriptor = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+
+    @staticmethod
+    def _discard(staged: list[_Staged]) -> None:
+        for one in staged:
+            if one.temp_name:
+                Path(one.temp_name).unlink(missing_ok=True)
 
     def _sync_file_system(self) -> None:
         folder = os.open(self.root, os.O_RDONLY)

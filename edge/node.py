@@ -281,7 +281,7 @@ class EdgeNode:
         config = MqttConfig.from_url(
             str(settings.mqtt_url),
             username=settings.mqtt_user,
-            password=settings.mqtt_password,
+            password=settings.mqtt_login_password(),
             tls_ca=settings.mqtt_tls_ca,
             outbox_dir=settings.outbox_dir,
             outbox_quota_mb=settings.outbox_quota_mb,

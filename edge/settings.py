@@ -95,6 +95,9 @@ class EdgeSettings(BaseSettings):
     )
     mqtt_user: str | None = None
     mqtt_password: str | None = Field(default=None, repr=False)
+    mqtt_password_file: Path | None = Field(
+        default=None, description="a file holding the MQTT password (a mounted secret)"
+    )
     mqtt_tls_ca: Path | None = None
     outbox_dir: Path = Field(default_factory=lambda: _DATA_DIR / "outbox")
     outbox_quota_mb: float = Field(default=256.0, gt=0.0)
@@ -148,6 +151,33 @@ class EdgeSettings(BaseSettings):
             msg = f"metrics address {value!r} is not [host]:port (e.g. :9100)"
             raise ValueError(msg)
         return value
+
+    def mqtt_login_password(self) -> str | None:
+        """The MQTT password, from ``mqtt_password`` or read from ``mqtt_password_file``.
+
+        A file lets one DaemonSet give every node its own password: each pod reads
+        the secret's key named after its node.
+
+        Raises:
+            ConfigError: both are set, or the file cannot be read or is empty.
+        """
+        if self.mqtt_password_file is None:
+            return self.mqtt_password
+        if self.mqtt_password is not None:
+            msg = "set mqtt_password or mqtt_password_file, not both"
+            raise ConfigError(msg)
+        try:
+            password = self.mqtt_password_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            msg = (
+                f"cannot read the MQTT password file {self.mqtt_password_file} ({exc}); "
+                "check the mounted secret has a key named after this node"
+            )
+            raise ConfigError(msg) from exc
+        if not password:
+            msg = f"the MQTT password file {self.mqtt_password_file} is empty"
+            raise ConfigError(msg)
+        return password
 
     @property
     def metrics_address(self) -> tuple[str, int] | None:

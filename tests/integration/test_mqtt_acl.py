@@ -1,13 +1,13 @@
-"""The broker ACL in deploy/mosquitto/acl on a real Mosquitto: one identity per node.
+"""The broker's access file (``linewatch broker access``) on a real Mosquitto.
 
 A node logged in as itself publishes under its own topics only: it cannot speak
-for another node, and it reads nothing.
+for another node, it reads nothing, and it cannot join the collectors' share
+group (which, with a plain ``acl_file``, made the broker drop the messages it
+picked the node for).
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,29 +16,45 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
+from typer.testing import CliRunner
 
+from cloud.cli.app import app
+from cloud.cli.commands.broker import password_variable
 from tests.plugins.mqtt import Broker, wait_for
 
 pytestmark = pytest.mark.integration
 
-ACL = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "acl"
 PASSWORDS = {"cam-07": "pw-07", "cam-08": "pw-08", "collector": "pw-c"}
 SHARED = "$share/linewatch-collectors/linewatch/#"
+PLUGIN_PLACES = (
+    "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
+    "/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so",
+    "/usr/lib/mosquitto_dynamic_security.so",
+)
+
+
+def _plugin() -> Path:
+    for place in PLUGIN_PLACES:
+        if Path(place).is_file():
+            return Path(place)
+    pytest.skip("Mosquitto's dynamic-security plugin is not installed (apt-get install mosquitto)")
 
 
 @pytest.fixture
 def acl_broker(tmp_path: Path) -> Iterator[Broker]:
-    tool = shutil.which("mosquitto_passwd")
-    if tool is None:
-        pytest.skip("mosquitto_passwd is not installed (apt-get install mosquitto)")
-    password_file = tmp_path / "passwd"
-    for index, (user, password) in enumerate(PASSWORDS.items()):
-        create = ["-c"] if index == 0 else []
-        subprocess.run([tool, "-b", *create, str(password_file), user, password], check=True)
-    password_file.chmod(0o600)
+    plugin = _plugin()
+    access = tmp_path / "dynamic-security.json"
+    env = {password_variable(user): password for user, password in PASSWORDS.items()}
+    result = CliRunner().invoke(
+        app,
+        ["broker", "access", "--out", str(access), "--node", "cam-07", "--node", "cam-08"],
+        env=env,
+    )
+    assert result.exit_code == 0, result.output
+    assert access.stat().st_mode & 0o077 == 0, "the password hashes are readable by others"
     broker = Broker(
         tmp_path / "broker",
-        secure_options=[f"password_file {password_file}", f"acl_file {ACL}"],
+        secure_options=[f"plugin {plugin}", f"plugin_opt_config_file {access}"],
     )
     broker.start()
     yield broker
@@ -119,3 +135,29 @@ def test_a_node_reads_nothing(clients: dict[str, _Client]) -> None:
     node.publish("linewatch/plant1/line3/cam-07/alert")
     wait_for(lambda: len(clients["collector"].received) == 1, 5.0, "the alert at the collector")
     assert reader.received == []
+
+
+def test_a_node_cannot_join_the_collectors_share_group(clients: dict[str, _Client]) -> None:
+    collector, intruder, node = clients["collector"], clients["cam-08"], clients["cam-07"]
+    assert not collector.subscribe(SHARED).is_failure
+    assert intruder.subscribe(SHARED).is_failure  # refused, so the broker never picks it
+
+    for _ in range(10):
+        assert not node.publish("linewatch/plant1/line3/cam-07/alert").is_failure
+    wait_for(lambda: len(collector.received) == 10, 5.0, "all ten alerts at the collector")
+    assert intruder.received == []
+
+
+def test_a_wrong_password_is_refused(acl_broker: Broker) -> None:
+    refused = threading.Event()
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id="cam-07", protocol=MQTTProtocolVersion.MQTTv5
+    )
+    client.username_pw_set("cam-07", "not-its-password")
+    client.on_connect = lambda _c, _u, _f, code, _p: refused.set() if code.is_failure else None
+    client.connect("127.0.0.1", acl_broker.port)
+    client.loop_start()
+    try:
+        assert refused.wait(5.0)
+    finally:
+        client.loop_stop()

@@ -440,8 +440,14 @@ def test_mosquitto_conf_keeps_qos1_messages_for_absent_collectors() -> None:
     mosquitto = _compose()["services"]["mosquitto"]
     targets = [volume.split(":")[1] for volume in mosquitto["volumes"]]
     assert "/mosquitto/config/mosquitto.conf" in targets
-    for path in (settings["persistence_location"][0], settings["password_file"][0]):
+    # Logins and ACLs by the dynamic-security plugin, its file on a mounted volume.
+    assert "password_file" not in settings and "acl_file" not in settings
+    (plugin,) = settings["plugin"]
+    assert plugin.endswith("mosquitto_dynamic_security.so")
+    for path in (settings["persistence_location"][0], settings["plugin_opt_config_file"][0]):
         assert any(path.startswith(target + "/") for target in targets), f"{path} is not mounted"
+    access = _compose()["services"]["mosquitto-access"]
+    assert Path(settings["plugin_opt_config_file"][0]).name in " ".join(access["command"])
     bridge = (DEPLOY / "mosquitto" / "bridge.conf.example").read_text()
     assert re.search(r"^topic linewatch/# both 1$", bridge, flags=re.MULTILINE)
     assert re.search(r"^cleansession false$", bridge, flags=re.MULTILINE)
@@ -533,7 +539,17 @@ def test_k8s_edge_runs_on_edge_nodes_with_limits_and_credentials_from_secrets() 
         (edge,) = spec["containers"]
         assert {"requests", "limits"} <= set(edge["resources"])
         env = {item["name"]: item for item in edge["env"]}
-        assert "secretKeyRef" in env["LINEWATCH_MQTT_PASSWORD"]["valueFrom"]
+        # Each node its own login: named as the node, its password the secret's key of that name.
+        assert "LINEWATCH_MQTT_PASSWORD" not in env, "one password shared by every node"
+        assert env["LINEWATCH_MQTT_USER"]["value"] == "$(NODE_NAME)"
+        password_file = Path(env["LINEWATCH_MQTT_PASSWORD_FILE"]["value"])
+        assert password_file.name == "$(NODE_NAME)"
+        mounts = {mount["mountPath"]: mount["name"] for mount in edge["volumeMounts"]}
+        volumes = {volume["name"]: volume for volume in spec["volumes"]}
+        assert "secret" in volumes[mounts[str(password_file.parent)]]
+        from edge.settings import EdgeSettings
+
+        assert "mqtt_password_file" in EdgeSettings.model_fields
         return
     pytest.fail("no linewatch-edge workload in deploy/k8s/base")
 

@@ -1,6 +1,7 @@
 """Importing this package registers every ``linewatch`` command on the app."""
 
 from cloud.cli.commands import (  # noqa: F401
+    broker,
     certs,
     collect,
     demo,

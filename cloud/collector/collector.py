@@ -61,6 +61,7 @@ class Collector:
         self.metrics = metrics or CollectorMetrics()
         self._inbox: queue.Queue[Inbound] = queue.Queue()
         self._tally = Tally()
+        self._store = store
         self._subscription = Subscription(settings, self._inbox, self.metrics)
         self._preparer = Preparer(
             store,
@@ -88,6 +89,7 @@ class Collector:
 
     def start(self) -> None:
         """Connect in the background and start writing; returns at once."""
+        self._store.sweep_incoming()  # what a crash left half-written belongs to no row
         self._subscription.start()
         self._writer.start()
 

@@ -14,6 +14,7 @@ few hundred images a second; elsewhere it falls back to a file at a time.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import logging
@@ -176,7 +177,8 @@ class BlobStore:
                     handle.flush()
                     os.fsync(handle.fileno())
         except OSError as exc:  # reported by put_many, after every task has finished
-            Path(temp_name).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                Path(temp_name).unlink(missing_ok=True)
             self._folders.discard(folder)  # a folder removed under us is made again next time
             return _Staged(stored, error=exc)
         return _Staged(stored, temp_name)
@@ -196,7 +198,8 @@ class BlobStore:
     def _discard(staged: list[_Staged]) -> None:
         for one in staged:
             if one.temp_name:
-                Path(one.temp_name).unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    Path(one.temp_name).unlink(missing_ok=True)
 
     def _sync_file_system(self) -> None:
         folder = os.open(self.root, os.O_RDONLY)

@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cloud.errors import LinewatchError
+from edge.runtime.policy import DecisionPolicy, RecallCalibrationRecord
 
-__all__ = ["RecallCalibration", "recall_threshold"]
+__all__ = ["RecallCalibration", "check_recall", "lowered_policy", "recall_threshold"]
 
 # Scores computed by torch before export and by ONNX Runtime after differ in the
 # last digits; a threshold this far below the lowest caught defect keeps it caught.
@@ -32,6 +33,17 @@ class RecallCalibration:
     recall: float
     n_defects: int
     limited_by: str  # "recall": set by the defects; "good-quantile": the ceiling held
+
+
+def check_recall(recall: float) -> None:
+    """Refuse a recall target outside (0, 1] before any image is scored.
+
+    Raises:
+        LinewatchError: a recall outside (0, 1] (or NaN).
+    """
+    if not 0.0 < recall <= 1.0:
+        msg = f"recall {recall}: give a share of defects to catch in (0, 1], e.g. 0.95"
+        raise LinewatchError(msg)
 
 
 def recall_threshold(
@@ -51,9 +63,7 @@ def recall_threshold(
     Raises:
         LinewatchError: no defect scores, or a recall outside (0, 1].
     """
-    if not 0.0 < recall <= 1.0:
-        msg = f"recall {recall}: give a share of defects to catch in (0, 1], e.g. 0.95"
-        raise LinewatchError(msg)
+    check_recall(recall)
     if not defect_scores:
         msg = "recall calibration: no labelled defects to calibrate on; label some or skip it"
         raise LinewatchError(msg)
@@ -68,4 +78,41 @@ def recall_threshold(
         recall=caught / len(ranked),
         n_defects=len(ranked),
         limited_by="recall" if by_recall < ceiling else "good-quantile",
+    )
+
+
+def lowered_policy(
+    policy: DecisionPolicy,
+    found: RecallCalibration,
+    *,
+    band_margin: float,
+    defects: str,
+    record: RecallCalibrationRecord | None = None,
+) -> DecisionPolicy:
+    """The good-quantile ``policy`` with the threshold ``found`` and the band moved with it.
+
+    Args:
+        policy: the good-image quantile policy; ``found`` was computed with its
+            threshold as the ceiling.
+        found: the threshold that catches the target share of the defects.
+        band_margin: width of the uncertain band below the new threshold.
+        defects: what the defects were, for the method line ("reviewed defects").
+        record: the calibration record to keep in the policy, if any.
+
+    Returns:
+        The policy a manifest carries, its ``method`` saying how it was chosen.
+    """
+    method = (
+        f"{policy.method}; lowered to {found.threshold:.3f} to catch {found.recall:.0%} of "
+        f"{found.n_defects} {defects} (target {found.target_recall:.0%})"
+        if found.limited_by == "recall"
+        else f"{policy.method}; already catches {found.recall:.0%} of {defects}"
+    )
+    return DecisionPolicy(
+        threshold=found.threshold,
+        uncertain_low=found.threshold - band_margin,
+        method=method,
+        target_false_alarm_rate=policy.target_false_alarm_rate,
+        band_margin=policy.band_margin,
+        recall_calibration=record,
     )

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from cloud.bundle_writer import BundleSections, write_bundle
-from cloud.calibration import RecallCalibration, recall_threshold
+from cloud.calibration import RecallCalibration, lowered_policy, recall_threshold
 from cloud.detector import EfficientNetLiteFeatures, PatchCoreModel, export_onnx
 from cloud.detector.fitting import (
     CalibrationStats,
@@ -201,20 +201,10 @@ def recalibrated_decision(
         return policy, None
     scores = score_images(candidate.model, defect_paths, settings.batch_size)
     found = recall_threshold(scores, recall=recall, ceiling=policy.threshold)
-    method = (
-        f"{policy.method}; lowered to {found.threshold:.3f} to catch {found.recall:.0%} of "
-        f"{found.n_defects} reviewed defects (target {recall:.0%})"
-        if found.limited_by == "recall"
-        else f"{policy.method}; already catches {found.recall:.0%} of reviewed defects"
+    lowered = lowered_policy(
+        policy, found, band_margin=settings.band_margin, defects="reviewed defects"
     )
-    updated = policy.model_copy(
-        update={
-            "threshold": found.threshold,
-            "uncertain_low": found.threshold - settings.band_margin,
-            "method": method,
-        }
-    )
-    return DecisionPolicy.model_validate(updated.model_dump()), found
+    return lowered, found
 
 
 def _set_digest(images: Sequence[SetImage]) -> str:

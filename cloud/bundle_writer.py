@@ -4,8 +4,10 @@ Every ``manifest.json`` the cloud produces comes from here. ``write_bundle``
 makes a new bundle: the model file, the golden images scored on it, the sha256
 of every file and the typed manifest sections. ``update_manifest`` changes
 fields of an existing bundle: the evaluation metrics, the MLflow run id, the
-registry's name and version. Both sign last, once every field is final,
-because the signature covers the whole manifest and any later change breaks it.
+registry's name and version; ``write_updated_copy`` does the same to a copy
+written atomically elsewhere (``linewatch calibrate``'s new decision policy).
+All sign last, once every field is final, because the signature covers the
+whole manifest and any later change breaks it.
 """
 
 from __future__ import annotations
@@ -40,7 +42,13 @@ from edge.runtime.bundle import (
 from edge.runtime.imaging import ImageArray
 from edge.runtime.policy import DecisionPolicy
 
-__all__ = ["UNREGISTERED", "BundleSections", "update_manifest", "write_bundle"]
+__all__ = [
+    "UNREGISTERED",
+    "BundleSections",
+    "update_manifest",
+    "write_bundle",
+    "write_updated_copy",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +158,7 @@ def update_manifest(
     version: str | None = None,
     metrics: Mapping[str, float] | None = None,
     training_data: TrainingData | None = None,
+    decision: DecisionPolicy | None = None,
     signing_key: Ed25519PrivateKey | None = None,
 ) -> ModelBundle:
     """Change manifest fields of a bundle on disk, sign it again if asked, and reload it.
@@ -164,6 +173,7 @@ def update_manifest(
         version: the version, e.g. the number the registry gave it.
         metrics: replace the metrics, e.g. with the evaluation's figures.
         training_data: replace the training data section, e.g. to add the MLflow run id.
+        decision: replace the decision policy, e.g. with a recall-calibrated threshold.
         signing_key: signs the changed manifest.
 
     Returns:
@@ -183,6 +193,8 @@ def update_manifest(
         changes["metrics"] = dict(metrics)
     if training_data is not None:
         changes["training_data"] = training_data
+    if decision is not None:
+        changes["decision"] = decision
     # Validated again, so a stamped name or version obeys the same rules as a read one.
     try:
         manifest = Manifest.model_validate(bundle.manifest.model_dump() | changes)
@@ -196,3 +208,52 @@ def update_manifest(
         raise BundleError(msg) from exc
     _sign_and_write(manifest, bundle.directory, signing_key)
     return load_bundle(bundle.directory)
+
+
+def write_updated_copy(
+    bundle: ModelBundle,
+    out: Path,
+    *,
+    decision: DecisionPolicy | None = None,
+    metrics: Mapping[str, float] | None = None,
+    signing_key: Ed25519PrivateKey | None = None,
+    check: Callable[[ModelBundle], object] | None = None,
+) -> ModelBundle:
+    """Copy ``bundle`` to ``out`` with manifest fields changed, atomically.
+
+    The copy is made and changed in a staging folder beside ``out``, checked, and
+    renamed into place: ``out`` may be the bundle's own directory, and a failure
+    leaves whatever was at ``out`` as it was.
+
+    Args:
+        bundle: the bundle to copy; its files are not changed.
+        out: the bundle directory to (re)write.
+        decision: replace the decision policy.
+        metrics: replace the metrics.
+        signing_key: signs the changed manifest; else the copy is unsigned.
+        check: run on the staged copy before it is published; raise to stop.
+
+    Returns:
+        The copy as ``load_bundle`` reads it back from ``out``.
+
+    Raises:
+        TrainingError: ``out`` is an unrelated non-empty folder or a file.
+        BundleError: a value the manifest does not accept.
+    """
+    if out.exists() and not out.is_dir():
+        msg = f"output {out}: a file, not a folder; give a bundle directory as --out"
+        raise TrainingError(msg)
+    staging = _prepare_out(out)
+    try:
+        shutil.copytree(bundle.directory, staging, dirs_exist_ok=True)
+        staged = update_manifest(
+            load_bundle(staging), decision=decision, metrics=metrics, signing_key=signing_key
+        )
+        if check is not None:
+            check(staged)
+        _publish(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.info("bundle copy written out=%s model=%s", out, bundle.label)
+    return load_bundle(out)

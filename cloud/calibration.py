@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from cloud.errors import LinewatchError
 from edge.runtime.policy import DecisionPolicy, RecallCalibrationRecord
 
-__all__ = ["RecallCalibration", "check_recall", "lowered_policy", "recall_threshold"]
+__all__ = [
+    "RecallCalibration",
+    "check_recall",
+    "good_quantile_policy",
+    "lowered_policy",
+    "recall_threshold",
+]
 
 # Scores computed by torch before export and by ONNX Runtime after differ in the
 # last digits; a threshold this far below the lowest caught defect keeps it caught.
@@ -115,4 +121,22 @@ def lowered_policy(
         target_false_alarm_rate=policy.target_false_alarm_rate,
         band_margin=policy.band_margin,
         recall_calibration=record,
+    )
+
+
+def good_quantile_policy(policy: DecisionPolicy) -> DecisionPolicy:
+    """The trainer's good-image quantile policy behind ``policy``: the ceiling to calibrate under.
+
+    A policy a calibration already lowered keeps the quantile one in its record, so
+    calibrating again starts from the trainer's threshold, not from the lowered one.
+    """
+    record = policy.recall_calibration
+    if record is None:
+        return policy
+    return DecisionPolicy(
+        threshold=record.good_quantile_threshold,
+        uncertain_low=record.good_quantile_uncertain_low,
+        method=record.good_quantile_method,
+        target_false_alarm_rate=policy.target_false_alarm_rate,
+        band_margin=policy.band_margin,
     )

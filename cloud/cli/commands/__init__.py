@@ -2,6 +2,7 @@
 
 from cloud.cli.commands import (  # noqa: F401
     broker,
+    calibrate,
     certs,
     collect,
     demo,

@@ -95,7 +95,7 @@ def _trusted_key(
                 "a bundle straight from `linewatch train` (the copy stays unsigned)"
             )
             raise BundleSignatureError(msg)
-        logger.warning("calibrating an unsigned bundle model=%s", bundle.label)
+        logger.info("calibrating an unsigned bundle model=%s", bundle.label)
         return None
     if signing_key is None:
         msg = (

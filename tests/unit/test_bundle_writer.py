@@ -10,7 +10,13 @@ import onnx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cloud.bundle_writer import UNREGISTERED, BundleSections, update_manifest, write_bundle
+from cloud.bundle_writer import (
+    UNREGISTERED,
+    BundleSections,
+    update_manifest,
+    write_bundle,
+    write_updated_copy,
+)
 from cloud.errors import BundleError, TrainingError
 from cloud.signing import KeyPair
 from edge.runtime.bundle import (
@@ -170,3 +176,36 @@ def test_a_failed_write_leaves_no_staging_folder(tmp_path: Path) -> None:
             golden_images=[np.zeros((SIZE, SIZE, 3), np.uint8)],
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_updated_copy_is_signed_and_the_source_left_alone(
+    tmp_path: Path, signing_pair: KeyPair, signing_key: Ed25519PrivateKey
+) -> None:
+    source = _write(tmp_path / "bundle", signing_key)
+    before = (source.directory / MANIFEST_FILE).read_text()
+    lowered = DecisionPolicy(threshold=1.2, uncertain_low=0.7, method="lowered")
+
+    copy = write_updated_copy(source, tmp_path / "copy", decision=lowered, signing_key=signing_key)
+
+    assert copy.manifest.decision == lowered
+    verify_manifest(copy.manifest, load_public_key(signing_pair.public_key))
+    assert check_golden(InferenceEngine(copy), copy).passed
+    assert (source.directory / MANIFEST_FILE).read_text() == before
+
+
+def test_a_failed_check_leaves_out_as_it_was(tmp_path: Path) -> None:
+    source = _write(tmp_path / "bundle")
+    before = (source.directory / MANIFEST_FILE).read_text()
+    lowered = DecisionPolicy(threshold=1.2, uncertain_low=0.7)
+
+    def refuse(bundle: ModelBundle) -> None:
+        msg = "check failed"
+        raise TrainingError(msg)
+
+    with pytest.raises(TrainingError, match="check failed"):
+        write_updated_copy(source, source.directory, decision=lowered, check=refuse)
+    assert (source.directory / MANIFEST_FILE).read_text() == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["bundle"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(TrainingError, match="a file, not a folder"):
+        write_updated_copy(source, tmp_path / "file", decision=lowered)

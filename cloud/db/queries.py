@@ -20,10 +20,12 @@ __all__ = [
     "NodeView",
     "RejectedView",
     "SampleView",
+    "alert_view",
     "list_alerts",
     "list_nodes",
     "list_rejected",
     "list_samples",
+    "sample_view",
 ]
 
 
@@ -112,26 +114,7 @@ def list_alerts(
     if since is not None:
         query = query.where(Alert.captured_at >= since)
     query = query.order_by(Alert.captured_at.desc(), Alert.id).limit(limit)
-    return [
-        AlertView(
-            id=alert.id,
-            site=owner.site,
-            line=owner.line,
-            node=owner.node,
-            frame_id=alert.frame_id,
-            captured_at=alert.captured_at,
-            received_at=alert.received_at,
-            verdict=alert.verdict,
-            image_score=alert.image_score,
-            threshold=alert.threshold,
-            model_name=alert.model_name,
-            model_version=alert.model_version,
-            sample_id=alert.sample_id,
-            thumbnail_path=alert.thumbnail_path,
-            acknowledged_at=alert.acknowledged_at,
-        )
-        for alert, owner in session.execute(query)
-    ]
+    return [alert_view(alert, owner) for alert, owner in session.execute(query)]
 
 
 def list_samples(
@@ -153,29 +136,7 @@ def list_samples(
     if node is not None:
         query = query.where(Node.node == node)
     query = query.order_by(Sample.captured_at.desc(), Sample.id).limit(limit)
-    return [
-        SampleView(
-            id=sample.id,
-            site=owner.site,
-            line=owner.line,
-            node=owner.node,
-            frame_id=sample.frame_id,
-            captured_at=sample.captured_at,
-            received_at=sample.received_at,
-            verdict=sample.verdict,
-            image_score=sample.image_score,
-            threshold=sample.threshold,
-            model_name=sample.model_name,
-            model_version=sample.model_version,
-            image_path=sample.image_path,
-            image_sha256=sample.image_sha256,
-            heatmap_path=sample.heatmap_path,
-            review_state=sample.review_state,
-            reviewed_at=sample.reviewed_at,
-            label=sample.label,
-        )
-        for sample, owner in session.execute(query)
-    ]
+    return [sample_view(sample, owner) for sample, owner in session.execute(query)]
 
 
 def list_nodes(session: Session) -> list[NodeView]:
@@ -227,3 +188,48 @@ def list_rejected(session: Session, *, limit: int = 100) -> list[RejectedView]:
         )
         for r in session.scalars(query)
     ]
+
+
+def alert_view(alert: Alert, owner: Node) -> AlertView:
+    """Return the view of one alert row and its node."""
+    return AlertView(
+        id=alert.id,
+        site=owner.site,
+        line=owner.line,
+        node=owner.node,
+        frame_id=alert.frame_id,
+        captured_at=alert.captured_at,
+        received_at=alert.received_at,
+        verdict=alert.verdict,
+        image_score=alert.image_score,
+        threshold=alert.threshold,
+        model_name=alert.model_name,
+        model_version=alert.model_version,
+        sample_id=alert.sample_id,
+        thumbnail_path=alert.thumbnail_path,
+        acknowledged_at=alert.acknowledged_at,
+    )
+
+
+def sample_view(sample: Sample, owner: Node) -> SampleView:
+    """Return the view of one sample row and its node."""
+    return SampleView(
+        id=sample.id,
+        site=owner.site,
+        line=owner.line,
+        node=owner.node,
+        frame_id=sample.frame_id,
+        captured_at=sample.captured_at,
+        received_at=sample.received_at,
+        verdict=sample.verdict,
+        image_score=sample.image_score,
+        threshold=sample.threshold,
+        model_name=sample.model_name,
+        model_version=sample.model_version,
+        image_path=sample.image_path,
+        image_sha256=sample.image_sha256,
+        heatmap_path=sample.heatmap_path,
+        review_state=sample.review_state,
+        reviewed_at=sample.reviewed_at,
+        label=sample.label,
+    )

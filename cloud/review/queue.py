@@ -13,35 +13,11 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from cloud.db.models import Node, ReviewState, Sample
-from cloud.db.queries import SampleView
+from cloud.db.queries import SampleView, sample_view
 
 __all__ = ["queue_page", "queue_size", "sample_view", "sample_views"]
 
 _QUEUE_VERDICTS = ("uncertain", "abnormal")
-
-
-def sample_view(sample: Sample, owner: Node) -> SampleView:
-    """Return the view of one sample row and its node."""
-    return SampleView(
-        id=sample.id,
-        site=owner.site,
-        line=owner.line,
-        node=owner.node,
-        frame_id=sample.frame_id,
-        captured_at=sample.captured_at,
-        received_at=sample.received_at,
-        verdict=sample.verdict,
-        image_score=sample.image_score,
-        threshold=sample.threshold,
-        model_name=sample.model_name,
-        model_version=sample.model_version,
-        image_path=sample.image_path,
-        image_sha256=sample.image_sha256,
-        heatmap_path=sample.heatmap_path,
-        review_state=sample.review_state,
-        reviewed_at=sample.reviewed_at,
-        label=sample.label,
-    )
 
 
 def sample_views(session: Session, ids: Collection[str]) -> dict[str, SampleView]:

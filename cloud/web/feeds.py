@@ -14,8 +14,7 @@ from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from cloud.db.models import Alert, Node, Review, ReviewState, Sample
-from cloud.db.queries import AlertView, SampleView
-from cloud.review.queue import sample_view
+from cloud.db.queries import AlertView, SampleView, alert_view, sample_view
 
 __all__ = [
     "MAX_PAGE",
@@ -38,26 +37,6 @@ class AlertFilters:
     line: str | None = None
     node: str | None = None
     since: datetime | None = None
-
-
-def _view(alert: Alert, owner: Node) -> AlertView:
-    return AlertView(
-        id=alert.id,
-        site=owner.site,
-        line=owner.line,
-        node=owner.node,
-        frame_id=alert.frame_id,
-        captured_at=alert.captured_at,
-        received_at=alert.received_at,
-        verdict=alert.verdict,
-        image_score=alert.image_score,
-        threshold=alert.threshold,
-        model_name=alert.model_name,
-        model_version=alert.model_version,
-        sample_id=alert.sample_id,
-        thumbnail_path=alert.thumbnail_path,
-        acknowledged_at=alert.acknowledged_at,
-    )
 
 
 def _filtered(filters: AlertFilters) -> Select[Alert, Node]:
@@ -84,7 +63,7 @@ def alert_page(
         .limit(per_page)
         .offset((page - 1) * per_page)
     )
-    return [_view(alert, owner) for alert, owner in session.execute(query)]
+    return [alert_view(alert, owner) for alert, owner in session.execute(query)]
 
 
 def alerts_after(
@@ -98,7 +77,7 @@ def alerts_after(
         .order_by(Alert.received_at, Alert.id)
         .limit(limit)
     )
-    return [_view(alert, owner) for alert, owner in session.execute(query)]
+    return [alert_view(alert, owner) for alert, owner in session.execute(query)]
 
 
 def alerts_per_hour(session: Session, now: datetime, hours: int = 24) -> dict[str, list[int]]:

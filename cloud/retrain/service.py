@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -35,9 +36,9 @@ from cloud.retrain.training_set import (
 )
 from cloud.train_settings import TrainSettings
 from cloud.types import StageProgress
-from edge.runtime.bundle import Manifest, ModelBundle, load_bundle
+from edge.runtime.bundle import Manifest, ModelBundle, TrainingImage, load_bundle
 
-__all__ = ["RetrainOutcome", "RetrainRequest", "run_retrain"]
+__all__ = ["RetrainOutcome", "RetrainRequest", "gate_record", "run_retrain"]
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +135,54 @@ def _build_set(
     return built
 
 
+def gate_record(
+    outcome_fields: Mapping[str, object],
+    report: GateReport,
+    version: int,
+    images: Sequence[TrainingImage],
+    *,
+    reviewed_defect_ids: Sequence[str],
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """The version tags and run documents that record a candidate's gate, in one place.
+
+    The web app's Models page reads exactly these names, so they are built by
+    one function that ``retrain`` and the tests share rather than written twice.
+
+    Args:
+        outcome_fields: the figures of the ``--json`` outcome (``production_version``,
+            ``reviewed_normals_used``, ``fit_method``, …).
+        report: the gate's verdict and figures.
+        version: the candidate's registered version.
+        images: every image the candidate learnt from (its manifest's training set).
+        reviewed_defect_ids: the samples reviewed as defects that set its threshold.
+
+    Returns:
+        The version tags, and the JSON documents by file name.
+    """
+    gate = "passed" if report.passed else "failed"
+    tags = {
+        "gate": gate,
+        "status": "candidate" if report.passed else "gate-failed",
+        "base_version": str(outcome_fields["production_version"]),
+        "new_misses": str(len(report.new_misses)),
+        "false_alarms_before": str(report.false_alarms_before),
+        "false_alarms_after": str(report.false_alarms_after),
+        "reviewed_normals_used": str(outcome_fields["reviewed_normals_used"]),
+        "fit_method": str(outcome_fields["fit_method"]),
+    }
+    documents: dict[str, Any] = {
+        GATE_REPORT_FILE: dict(outcome_fields)
+        | {
+            "gate": gate,
+            "candidate_version": version,
+            "reviewed_defect_ids": list(reviewed_defect_ids),
+            "report": report.model_dump(),
+        },
+        TRAINING_SET_FILE: [image.model_dump() for image in images],
+    }
+    return tags, documents
+
+
 def _register(
     request: RetrainRequest,
     candidate: ModelBundle,
@@ -141,6 +190,7 @@ def _register(
     report: GateReport,
     settings: registry.RegistrySettings,
     train_settings: TrainSettings,
+    reviewed_defect_ids: Sequence[str],
 ) -> int:
     manifest = candidate.manifest
     run_id = registry.log_training_run(
@@ -158,28 +208,15 @@ def _register(
     version = registry.register_bundle(
         candidate.directory, request.name, settings=settings, run_id=run_id
     ).version
-    gate = "passed" if report.passed else "failed"
-    images = manifest.training_data.images or ()
-    attach_gate_report(
-        request.name,
+    tags, documents = gate_record(
+        outcome_fields,
+        report,
         version,
-        run_id=run_id,
-        tags={
-            "gate": gate,
-            "status": "candidate" if report.passed else "gate-failed",
-            "base_version": str(outcome_fields["production_version"]),
-            "new_misses": str(len(report.new_misses)),
-            "false_alarms_before": str(report.false_alarms_before),
-            "false_alarms_after": str(report.false_alarms_after),
-            "reviewed_normals_used": str(outcome_fields["reviewed_normals_used"]),
-            "fit_method": str(outcome_fields["fit_method"]),
-        },
-        documents={
-            GATE_REPORT_FILE: outcome_fields
-            | {"gate": gate, "candidate_version": version, "report": report.model_dump()},
-            TRAINING_SET_FILE: [image.model_dump() for image in images],
-        },
-        settings=settings,
+        manifest.training_data.images or (),
+        reviewed_defect_ids=reviewed_defect_ids,
+    )
+    attach_gate_report(
+        request.name, version, run_id=run_id, tags=tags, documents=documents, settings=settings
     )
     return version
 
@@ -259,7 +296,15 @@ def run_retrain(
             "skipped": list(training_set.skipped),
         }
         report_progress("registering", 0, 1)
-        version = _register(request, candidate, fields, report, settings, train_settings)
+        version = _register(
+            request,
+            candidate,
+            fields,
+            report,
+            settings,
+            train_settings,
+            [sample.sample_id for sample in reviewed.defects],
+        )
         promoted = False
         if request.promote and report.passed:
             registry.promote(request.name, version, settings=settings)

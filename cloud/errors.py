@@ -12,6 +12,7 @@ shared here are re-exported so that cloud code names one errors module)::
     ├── DatasetError        a folder that is not in the MVTec AD layout, or empty
     ├── TrainingError       training could not produce a model
     ├── RegistryError       MLflow refused or failed (tracking URI, name, version, alias)
+    │   └── VersionNotFound no such registered model or version
     ├── DeployError         a rollout that could not start or reach a node
     │   ├── NodeUnreachable a node that does not answer (down, wrong address)
     │   └── NodeRefused     a node that answered with an error (verification, parity, disk)
@@ -47,6 +48,7 @@ __all__ = [
     "RetrainError",
     "StoreError",
     "TrainingError",
+    "VersionNotFound",
 ]
 
 
@@ -60,6 +62,10 @@ class TrainingError(LinewatchError):
 
 class RegistryError(LinewatchError):
     """MLflow refused or failed."""
+
+
+class VersionNotFound(RegistryError):
+    """No registered model of that name, or no such version of it."""
 
 
 class DeployError(LinewatchError):

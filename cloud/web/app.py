@@ -24,10 +24,12 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from cloud.accounts import AccountError
 from cloud.db.session import make_engine, make_session_factory
+from cloud.errors import VersionNotFound
 from cloud.review import ReviewError, SampleNotFound, SimilarIndex, embed_missing
 from cloud.web import api, pages
 from cloud.web.auth import CSRF_HEADER, CsrfRejected, Forbidden, LoginRequired
 from cloud.web.deps import Services
+from cloud.web.registry_reader import RegistryReader
 from cloud.web.settings import WebSettings, cookies_secure, session_secret
 
 __all__ = ["SESSION_COOKIE", "create_app"]
@@ -81,7 +83,8 @@ def _install_handlers(app: FastAPI) -> None:
         return _error(request, 403, message)
 
     @app.exception_handler(SampleNotFound)
-    async def not_found(request: Request, exc: SampleNotFound) -> Response:
+    @app.exception_handler(VersionNotFound)
+    async def not_found(request: Request, exc: Exception) -> Response:
         return _error(request, 404, str(exc))
 
     @app.exception_handler(ReviewError)
@@ -133,6 +136,7 @@ def create_app(settings: WebSettings) -> FastAPI:
         store_root=settings.store_dir,
         similar=SimilarIndex(),
         templates=Jinja2Templates(directory=_HERE / "templates"),
+        registry_reader=RegistryReader(settings.registry_timeout_s),
     )
 
     @asynccontextmanager

@@ -15,6 +15,7 @@ from cloud.db.models import Role
 from cloud.review import SimilarIndex
 from cloud.web.auth import check_csrf, current_user, require
 from cloud.web.expiring import Expiring
+from cloud.web.registry_reader import RegistryReader
 from cloud.web.settings import WebSettings
 
 __all__ = ["Admin", "App", "Csrf", "Expert", "Operator", "Services", "User", "services"]
@@ -29,6 +30,7 @@ class Services:
     store_root: Path
     similar: SimilarIndex
     templates: Jinja2Templates
+    registry_reader: RegistryReader
     # The score distribution of thousands of reviews moves slowly; redraw it each minute.
     score_chart: Expiring[str] = field(default_factory=lambda: Expiring[str](60.0))
 

@@ -1,14 +1,15 @@
 """Reads behind the Nodes and Models pages: heartbeat ages, deployments, MLflow versions.
 
-MLflow is asked only when the app was given a tracking URI; if it cannot be
-reached the page says so instead of failing.
+MLflow is asked only when the app was given a tracking URI, and within the
+reader's deadline; if it cannot be reached in time the page says so instead of failing.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -16,6 +17,12 @@ from sqlalchemy.orm import Session, selectinload
 from cloud.db.models import Deployment, ModelVersion, Node
 from cloud.errors import LinewatchError
 from cloud.redact import redact_url
+from cloud.web.gate_reports import GateSummary, gate_summary
+from cloud.web.model_versions import read_missed
+from cloud.web.registry_reader import RegistryReader
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 __all__ = [
     "DeploymentRow",
@@ -27,6 +34,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+# Which samples a version misses is in its gate report, one read each; the list
+# page reads at most this many (the newest versions come first) to stay quick.
+MAX_MISS_READS = 10
 
 
 @dataclass(frozen=True)
@@ -60,13 +71,15 @@ class DeploymentRow:
 
 @dataclass(frozen=True)
 class RegistryRow:
-    """One registered MLflow version with its aliases and figures."""
+    """One registered MLflow version with its aliases, figures and gate."""
 
     name: str
     version: str
     aliases: list[str]
     metrics: dict[str, float]
     created_at: str
+    gate: GateSummary
+    run_id: str | None = None
 
 
 def node_rows(session: Session, now: datetime) -> list[NodeRow]:
@@ -116,12 +129,14 @@ def list_deployments(session: Session, limit: int = 50) -> list[DeploymentRow]:
     ]
 
 
-def registry_rows(tracking_uri: str | None) -> tuple[list[RegistryRow], str | None]:
+def registry_rows(
+    tracking_uri: str | None, reader: RegistryReader
+) -> tuple[list[RegistryRow], str | None]:
     """Return MLflow's registered versions, or an empty list and why (no URI, unreachable)."""
     if not tracking_uri:
         return [], "no --tracking-uri given; start `linewatch web` with one to list MLflow versions"
     try:
-        return _registry_rows(tracking_uri), None
+        return reader.run("listing versions", lambda: _registry_rows(tracking_uri)), None
     except LinewatchError as exc:
         logger.warning("MLflow unavailable tracking_uri=%s error=%s", redact_url(tracking_uri), exc)
         return [], str(exc)
@@ -149,6 +164,21 @@ def _registry_rows(tracking_uri: str) -> list[RegistryRow]:
                         sorted(aliases_of.get(str(version.version), [])),
                         metrics,
                         str(version.creation_timestamp),
+                        gate_summary(dict(version.tags or {})),
+                        version.run_id or None,
                     )
                 )
-    return sorted(rows, key=lambda r: (r.name, -int(r.version) if r.version.isdigit() else 0))
+        rows.sort(key=lambda r: (r.name, -int(r.version) if r.version.isdigit() else 0))
+        return _with_missed_ids(client, rows)
+
+
+def _with_missed_ids(client: MlflowClient, rows: list[RegistryRow]) -> list[RegistryRow]:
+    """Rows whose gate counts new misses, with the missed items read from their reports."""
+    reads = 0
+    filled: list[RegistryRow] = []
+    for row in rows:
+        if row.run_id and row.gate.new_miss_count and reads < MAX_MISS_READS:
+            reads += 1
+            row = replace(row, gate=replace(row.gate, new_misses=read_missed(client, row.run_id)))
+        filled.append(row)
+    return filled

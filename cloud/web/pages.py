@@ -34,6 +34,7 @@ from cloud.web.deps import Admin, App, Csrf, Expert, Operator
 from cloud.web.events import format_cursor
 from cloud.web.feeds import MAX_PAGE, AlertFilters, alert_page, alerts_per_hour, reviewed_scores
 from cloud.web.fleet import list_deployments, node_rows, registry_rows
+from cloud.web.model_versions import MAX_LISTED_SAMPLES, version_detail
 from cloud.web.similar_cases import similar_cases_of
 
 __all__ = ["router", "safe_next"]
@@ -230,7 +231,7 @@ def nodes(request: Request, user: Operator, app: App, session: DbSession) -> HTM
 @router.get("/models")
 def models(request: Request, user: Operator, app: App, session: DbSession) -> HTMLResponse:
     """MLflow versions and aliases (with --tracking-uri) and the deployment history."""
-    versions, registry_note = registry_rows(app.settings.tracking_uri)
+    versions, registry_note = registry_rows(app.settings.tracking_uri, app.registry_reader)
     return _render(
         app,
         request,
@@ -238,6 +239,27 @@ def models(request: Request, user: Operator, app: App, session: DbSession) -> HT
         versions=versions,
         registry_note=registry_note,
         deployments=list_deployments(session),
+    )
+
+
+@router.get("/models/{name}/{version}")
+def model_version(
+    name: str, version: str, request: Request, user: Operator, app: App
+) -> HTMLResponse:
+    """One registered version: its gate report and the reviewed samples it learnt from."""
+    detail, registry_note = version_detail(
+        app.settings.tracking_uri, name, version, app.registry_reader
+    )
+    return _render(
+        app,
+        request,
+        "model_version.html",
+        200 if detail is not None else 503,
+        model_name=name,
+        model_version=version,
+        detail=detail,
+        registry_note=registry_note,
+        max_listed=MAX_LISTED_SAMPLES,
     )
 
 

@@ -36,6 +36,8 @@ class WebSettings(BaseSettings):
     store_dir: Path = Path("var/samples")
     listen: str = "127.0.0.1:8080"
     tracking_uri: str | None = None
+    # How long a page waits for MLflow before it says the registry did not answer.
+    registry_timeout_s: float = Field(default=10.0, gt=0, le=300)
     web_secret: SecretStr | None = Field(default=None, repr=False)
     var_dir: Path = Path("var")  # where a generated session secret is kept
     session_max_age_s: int = Field(default=8 * 3600, ge=60)

@@ -152,8 +152,11 @@ def _tick() -> timedelta:
     return timedelta(milliseconds=next(_clock))
 
 
-def web_client(data: WebData, root: Path) -> TestClient:
-    """A TestClient on a web app over ``data`` (use it as a context manager)."""
+def web_client(data: WebData, root: Path, **settings_overrides: object) -> TestClient:
+    """A TestClient on a web app over ``data`` (use it as a context manager).
+
+    ``settings_overrides`` are further ``WebSettings`` fields, e.g. ``tracking_uri``.
+    """
     from fastapi.testclient import TestClient
 
     from cloud.web.app import create_app
@@ -165,6 +168,7 @@ def web_client(data: WebData, root: Path) -> TestClient:
         var_dir=root / "var",
         embed_interval_s=0.2,
         live_poll_s=0.1,
+        **settings_overrides,  # type: ignore[arg-type]
     )
     return TestClient(create_app(settings), base_url="https://testserver")
 

@@ -12,13 +12,22 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from cloud.errors import ConfigError
+from cloud.errors import ConfigError, DeployError
 
-__all__ = ["ManagedProcess", "free_port", "mosquitto_command", "wait_until"]
+__all__ = [
+    "LogFollower",
+    "ManagedProcess",
+    "free_port",
+    "mosquitto_command",
+    "run_step",
+    "tool",
+    "wait_until",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -40,22 +49,50 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> No
         time.sleep(0.1)  # polling interval of a condition with a deadline
 
 
+def tool(name: str) -> str:
+    """The path of one of our console scripts, beside the running interpreter."""
+    return str(Path(sys.executable).with_name(name))
+
+
+def run_step(
+    command: list[str], echo: Callable[[str], None], env: Mapping[str, str] | None = None
+) -> None:
+    """Show and run one command as a user would type it, its output going to the terminal.
+
+    Raises:
+        DeployError: the command exited non-zero.
+    """
+    echo(
+        "$ " + " ".join(Path(command[0]).name if i == 0 else part for i, part in enumerate(command))
+    )
+    completed = subprocess.run(command, check=False, env=None if env is None else os.environ | env)
+    if completed.returncode != 0:
+        msg = f"demo: `{' '.join(command[:2])}` failed with exit code {completed.returncode}"
+        raise DeployError(msg)
+
+
 class ManagedProcess:
     """A child process with its output in ``log_path``."""
 
-    def __init__(self, name: str, command: Sequence[str], log_path: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        command: Sequence[str],
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = log_path.open("ab")
-        env = os.environ | {"PYTHONUNBUFFERED": "1"}
+        child_env = os.environ | dict(env or {}) | {"PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
             list(command),
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            env=env,
+            env=child_env,
         )
         logger.info("started name=%s pid=%d log=%s", name, self.process.pid, log_path)
 
@@ -74,6 +111,28 @@ class ManagedProcess:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self._log.close()
+
+
+class LogFollower:
+    """The lines a child has added to its log since the last look."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = path.stat().st_size if path.is_file() else 0
+
+    def new_lines(self) -> list[str]:
+        """Complete lines written since the last call (a partial last line waits)."""
+        try:
+            with self.path.open("rb") as log:
+                log.seek(self._offset)
+                chunk = log.read()
+        except FileNotFoundError:
+            return []
+        complete, _, _ = chunk.rpartition(b"\n")
+        if not complete:
+            return []
+        self._offset += len(complete) + 1
+        return complete.decode(errors="replace").splitlines()
 
 
 def mosquitto_command(workdir: Path, port: int) -> list[str]:

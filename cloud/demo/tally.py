@@ -1,0 +1,110 @@
+"""False alarms and misses per model version, scored against the synthetic line's truth.
+
+Every node keeps the verdict of each frame it judged in its local record
+(``<record-dir>/record.sqlite3``, table ``verdicts``: frame id, verdict, model
+name and version). The demo reads those rows and looks each frame up in the
+sidecar labels of the video the node plays, so it can say what no product
+counter can: how many flagged frames showed a good part, and how many frames
+of a defective part were let through.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from cloud.demo.reviewer import part_of_frame
+from cloud.errors import ConfigError
+from cloud.synth import LineVideoLabels
+
+__all__ = ["VersionCounts", "before_after_lines", "count_verdicts"]
+
+_PER_FRAMES = 1000
+
+
+@dataclass(frozen=True)
+class VersionCounts:
+    """What one model version decided on the line, against the truth, over every node."""
+
+    label: str  # "metal:1"
+    frames: int = 0
+    false_alarms: int = 0  # abnormal on a frame of a good part (an operator is alerted)
+    uncertain_good: int = 0  # uncertain on a good part (sent for review, no alert)
+    misses: int = 0  # normal on a frame of a defective part
+
+    def per_frames(self, count: int) -> float:
+        """``count`` per ``_PER_FRAMES`` frames judged (0 when none were)."""
+        return _PER_FRAMES * count / self.frames if self.frames else 0.0
+
+    def plus(self, verdict: str, defective: bool) -> VersionCounts:
+        """These counts with one more frame judged ``verdict``."""
+        good = not defective
+        return VersionCounts(
+            self.label,
+            self.frames + 1,
+            self.false_alarms + int(good and verdict == "abnormal"),
+            self.uncertain_good + int(good and verdict == "uncertain"),
+            self.misses + int(defective and verdict == "normal"),
+        )
+
+
+def _rows(record: Path, model_name: str) -> list[tuple[str, str, str]]:
+    try:
+        with sqlite3.connect(f"file:{record}?mode=ro", uri=True) as db:
+            return [
+                (str(frame_id), str(verdict), str(version))
+                for frame_id, verdict, version in db.execute(
+                    "SELECT frame_id, verdict, model_version FROM verdicts WHERE model_name = ?",
+                    (model_name,),
+                )
+            ]
+    except sqlite3.Error as exc:
+        msg = f"demo: node record {record} cannot be read ({exc}); see the node's log"
+        raise ConfigError(msg) from exc
+
+
+def count_verdicts(
+    records: Mapping[str, Path], videos: Mapping[str, LineVideoLabels], model_name: str
+) -> dict[str, VersionCounts]:
+    """Count each version's frames, false alarms and misses over the nodes' records.
+
+    Args:
+        records: each node's ``record.sqlite3``.
+        videos: each node's video labels (the node names must match ``records``).
+        model_name: the registered model; verdicts of other models are left out.
+
+    Returns:
+        The counts keyed by model version ("1", "2", ...). Frames whose id does
+        not place them in the video are left out.
+
+    Raises:
+        ConfigError: a record cannot be read.
+    """
+    counts: dict[str, VersionCounts] = {}
+    for node, record in records.items():
+        labels = videos[node]
+        for frame_id, verdict, version in _rows(record, model_name):
+            part = part_of_frame(labels, frame_id)
+            if part is None:
+                continue
+            now = counts.get(version, VersionCounts(f"{model_name}:{version}"))
+            counts[version] = now.plus(verdict, part.defect_type is not None)
+    return counts
+
+
+def before_after_lines(before: VersionCounts, after: VersionCounts | None) -> list[str]:
+    """The before/after table, one string per line (``after`` None: the "before" row only)."""
+    lines = [
+        f"{'':8}{'model':<12}{'frames':>8}{'false alarms':>14}{f'per {_PER_FRAMES}':>10}"
+        f"{'uncertain':>11}{'misses':>8}{f'per {_PER_FRAMES}':>10}",
+    ]
+    rows = [("before", before)] + ([("after", after)] if after is not None else [])
+    for when, counts in rows:
+        lines.append(
+            f"{when:<8}{counts.label:<12}{counts.frames:>8}{counts.false_alarms:>14}"
+            f"{counts.per_frames(counts.false_alarms):>10.1f}{counts.uncertain_good:>11}"
+            f"{counts.misses:>8}{counts.per_frames(counts.misses):>10.1f}"
+        )
+    return lines

@@ -12,6 +12,7 @@ import typer
 
 from cloud.cli.app import app
 from cloud.cli.commands.registry import quiet_mlflow
+from cloud.cli.progress import staged_progress
 
 if TYPE_CHECKING:
     from cloud.retrain import RetrainOutcome
@@ -126,7 +127,9 @@ def retrain(
         if every or min_new:
             msg = "retrain: --every and --min-new need --watch"
             raise ConfigError(msg)
-        _show(run_retrain(request, registry_settings), json_path)
+        with staged_progress() as report:
+            outcome = run_retrain(request, registry_settings, report)
+        _show(outcome, json_path)
         return
     if not every and not min_new:
         msg = "retrain --watch: say when, with --every 24h and/or --min-new 50"

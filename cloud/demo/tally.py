@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloud.demo.reviewer import part_of_frame
@@ -26,27 +26,43 @@ _PER_FRAMES = 1000
 
 @dataclass(frozen=True)
 class VersionCounts:
-    """What one model version decided on the line, against the truth, over every node."""
+    """What one model version decided on the line's frames, against the truth, on every node.
+
+    The line videos loop, so a version judges each video frame many times, and two
+    watches cover different numbers of passes on each node. Counting distinct
+    frames (node, frame of its video) makes two versions comparable: a frame is a
+    false alarm when the version ever judged that good frame abnormal, a miss
+    when it ever judged that defective frame normal.
+    """
 
     label: str  # "metal:1"
-    frames: int = 0
-    false_alarms: int = 0  # abnormal on a frame of a good part (an operator is alerted)
-    uncertain_good: int = 0  # uncertain on a good part (sent for review, no alert)
-    misses: int = 0  # normal on a frame of a defective part
+    judged: int = 0  # verdicts, every pass
+    frames: int = 0  # distinct frames of the line videos among them
+    false_alarms: int = 0  # good frames judged abnormal (an operator is alerted)
+    uncertain_good: int = 0  # good frames judged uncertain (sent for review, no alert)
+    misses: int = 0  # defective frames judged normal
 
     def per_frames(self, count: int) -> float:
-        """``count`` per ``_PER_FRAMES`` frames judged (0 when none were)."""
+        """``count`` per ``_PER_FRAMES`` distinct frames (0 when there were none)."""
         return _PER_FRAMES * count / self.frames if self.frames else 0.0
 
-    def plus(self, verdict: str, defective: bool) -> VersionCounts:
-        """These counts with one more frame judged ``verdict``."""
-        good = not defective
+
+@dataclass
+class _Seen:
+    judged: int = 0
+    verdicts: dict[tuple[str, int], set[str]] = field(default_factory=dict)
+    defective: set[tuple[str, int]] = field(default_factory=set)
+
+    def counts(self, label: str) -> VersionCounts:
+        good = [v for key, v in self.verdicts.items() if key not in self.defective]
+        bad = [v for key, v in self.verdicts.items() if key in self.defective]
         return VersionCounts(
-            self.label,
-            self.frames + 1,
-            self.false_alarms + int(good and verdict == "abnormal"),
-            self.uncertain_good + int(good and verdict == "uncertain"),
-            self.misses + int(defective and verdict == "normal"),
+            label,
+            judged=self.judged,
+            frames=len(self.verdicts),
+            false_alarms=sum("abnormal" in verdicts for verdicts in good),
+            uncertain_good=sum("uncertain" in verdicts for verdicts in good),
+            misses=sum("normal" in verdicts for verdicts in bad),
         )
 
 
@@ -76,34 +92,38 @@ def count_verdicts(
         model_name: the registered model; verdicts of other models are left out.
 
     Returns:
-        The counts keyed by model version ("1", "2", ...). Frames whose id does
-        not place them in the video are left out.
+        The counts keyed by model version ("1", "2", ...), over distinct frames of
+        the videos. Frames whose id does not place them in the video are left out.
 
     Raises:
         ConfigError: a record cannot be read.
     """
-    counts: dict[str, VersionCounts] = {}
+    seen: dict[str, _Seen] = {}
     for node, record in records.items():
         labels = videos[node]
         for frame_id, verdict, version in _rows(record, model_name):
             part = part_of_frame(labels, frame_id)
             if part is None:
                 continue
-            now = counts.get(version, VersionCounts(f"{model_name}:{version}"))
-            counts[version] = now.plus(verdict, part.defect_type is not None)
-    return counts
+            key = (node, int(frame_id.rpartition("-")[2]) % labels.n_frames)
+            tally = seen.setdefault(version, _Seen())
+            tally.judged += 1
+            tally.verdicts.setdefault(key, set()).add(verdict)
+            if part.defect_type is not None:
+                tally.defective.add(key)
+    return {version: tally.counts(f"{model_name}:{version}") for version, tally in seen.items()}
 
 
 def before_after_lines(before: VersionCounts, after: VersionCounts | None) -> list[str]:
     """The before/after table, one string per line (``after`` None: the "before" row only)."""
     lines = [
-        f"{'':8}{'model':<12}{'frames':>8}{'false alarms':>14}{f'per {_PER_FRAMES}':>10}"
-        f"{'uncertain':>11}{'misses':>8}{f'per {_PER_FRAMES}':>10}",
+        f"{'':8}{'model':<12}{'judged':>8}{'frames':>8}{'false alarms':>14}"
+        f"{f'per {_PER_FRAMES}':>10}{'uncertain':>11}{'misses':>8}{f'per {_PER_FRAMES}':>10}",
     ]
     rows = [("before", before)] + ([("after", after)] if after is not None else [])
     for when, counts in rows:
         lines.append(
-            f"{when:<8}{counts.label:<12}{counts.frames:>8}{counts.false_alarms:>14}"
+            f"{when:<8}{counts.label:<12}{counts.judged:>8}{counts.frames:>8}{counts.false_alarms:>14}"
             f"{counts.per_frames(counts.false_alarms):>10.1f}{counts.uncertain_good:>11}"
             f"{counts.misses:>8}{counts.per_frames(counts.misses):>10.1f}"
         )

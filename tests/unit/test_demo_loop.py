@@ -97,11 +97,12 @@ def _frame(index: int, verdict: Verdict, version: str) -> InspectedFrame:
     )  # fmt: skip
 
 
-def test_versions_are_counted_against_the_truth(tmp_path: Path) -> None:
+def test_versions_are_counted_on_distinct_frames_against_the_truth(tmp_path: Path) -> None:
     record = LocalRecord(tmp_path / "record")
     judged = [
         (0, Verdict.ABNORMAL, "1"), (1, Verdict.UNCERTAIN, "1"), (2, Verdict.NORMAL, "1"),
         (5, Verdict.NORMAL, "1"), (6, Verdict.ABNORMAL, "1"),
+        (10, Verdict.ABNORMAL, "1"), (12, Verdict.UNCERTAIN, "1"),  # a second pass: frames 0, 2
         (10, Verdict.NORMAL, "2"), (11, Verdict.NORMAL, "2"), (15, Verdict.ABNORMAL, "2"),
     ]  # fmt: skip
     for index, verdict, version in judged:
@@ -112,15 +113,11 @@ def test_versions_are_counted_against_the_truth(tmp_path: Path) -> None:
         {"cam-07": record.directory / "record.sqlite3"}, {"cam-07": LABELS}, "metal"
     )
 
-    assert counts["1"] == VersionCounts(
-        "metal:1", frames=5, false_alarms=1, uncertain_good=1, misses=1
-    )
-    assert counts["2"] == VersionCounts(
-        "metal:2", frames=3, false_alarms=0, uncertain_good=0, misses=0
-    )
+    assert counts["1"] == VersionCounts("metal:1", 7, 5, false_alarms=1, uncertain_good=2, misses=1)
+    assert counts["2"] == VersionCounts("metal:2", 3, 3, false_alarms=0, uncertain_good=0, misses=0)
     table = before_after_lines(counts["1"], counts["2"])
-    assert table[1].split() == ["before", "metal:1", "5", "1", "200.0", "1", "1", "200.0"]
-    assert table[2].split() == ["after", "metal:2", "3", "0", "0.0", "0", "0", "0.0"]
+    assert table[1].split() == ["before", "metal:1", "7", "5", "1", "200.0", "2", "1", "200.0"]
+    assert table[2].split() == ["after", "metal:2", "3", "3", "0", "0.0", "0", "0", "0.0"]
 
 
 def test_the_log_follower_returns_only_complete_new_lines(tmp_path: Path) -> None:

@@ -114,6 +114,9 @@ def _retrain(settings: LoopSettings, echo: Echo) -> RetrainSummary:
          "--tracking-uri", settings.tracking_uri, "--signing-key", str(settings.signing_key),
          "--json", str(report)],
         echo,
+        # One torch thread: beside two busy nodes, threads that meet at a barrier in each
+        # step of the coreset search wait out the scheduler (minutes instead of seconds).
+        env={"OMP_NUM_THREADS": "1"},
     )  # fmt: skip
     try:
         return RetrainSummary.model_validate_json(report.read_text(encoding="utf-8"))
@@ -123,22 +126,21 @@ def _retrain(settings: LoopSettings, echo: Echo) -> RetrainSummary:
 
 
 def _counts(fleet: Fleet, name: str, versions: tuple[int, ...]) -> list[VersionCounts]:
-    counts = count_verdicts(fleet.records, fleet.videos, name)
-    return [counts.get(str(v), VersionCounts(f"{name}:{v}")) for v in versions]
+    return count_verdicts(fleet.records, fleet.videos, name, [str(v) for v in versions])
 
 
 def _show_table(
     fleet: Fleet, before: VersionCounts, after: VersionCounts | None, echo: Echo
 ) -> None:
     echo(
-        "\nbefore/after on the line: the frames of the line videos each version judged on "
+        "\nbefore/after on the line: the frames of the line videos both versions judged on "
         f"{', '.join(fleet.records)}, against the videos' labels"
     )
     for line in before_after_lines(before, after):
         echo("  " + line)
     echo(
         "  judged: verdicts over every pass of the looped videos; frames: distinct video "
-        "frames among them; false alarm: a good frame judged abnormal (an operator alert); "
+        "frames judged by both; false alarm: a good frame judged abnormal (an operator alert); "
         "uncertain: a good frame sent for review; miss: a defective frame judged normal"
     )
 

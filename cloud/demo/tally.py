@@ -11,7 +11,7 @@ of a defective part were let through.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,13 +53,14 @@ class _Seen:
     verdicts: dict[tuple[str, int], set[str]] = field(default_factory=dict)
     defective: set[tuple[str, int]] = field(default_factory=set)
 
-    def counts(self, label: str) -> VersionCounts:
-        good = [v for key, v in self.verdicts.items() if key not in self.defective]
-        bad = [v for key, v in self.verdicts.items() if key in self.defective]
+    def counts(self, label: str, frames: set[tuple[str, int]]) -> VersionCounts:
+        kept = {key: v for key, v in self.verdicts.items() if key in frames}
+        good = [v for key, v in kept.items() if key not in self.defective]
+        bad = [v for key, v in kept.items() if key in self.defective]
         return VersionCounts(
             label,
             judged=self.judged,
-            frames=len(self.verdicts),
+            frames=len(kept),
             false_alarms=sum("abnormal" in verdicts for verdicts in good),
             uncertain_good=sum("uncertain" in verdicts for verdicts in good),
             misses=sum("normal" in verdicts for verdicts in bad),
@@ -82,18 +83,25 @@ def _rows(record: Path, model_name: str) -> list[tuple[str, str, str]]:
 
 
 def count_verdicts(
-    records: Mapping[str, Path], videos: Mapping[str, LineVideoLabels], model_name: str
-) -> dict[str, VersionCounts]:
-    """Count each version's frames, false alarms and misses over the nodes' records.
+    records: Mapping[str, Path],
+    videos: Mapping[str, LineVideoLabels],
+    model_name: str,
+    versions: Sequence[str],
+) -> list[VersionCounts]:
+    """Count the versions' false alarms and misses on the video frames they all judged.
+
+    A short watch may not cover every frame of a video; counting only the frames
+    every one of ``versions`` judged keeps "per 1000 frames" comparable.
 
     Args:
         records: each node's ``record.sqlite3``.
         videos: each node's video labels (the node names must match ``records``).
         model_name: the registered model; verdicts of other models are left out.
+        versions: the model versions to count, such as ("1", "2").
 
     Returns:
-        The counts keyed by model version ("1", "2", ...), over distinct frames of
-        the videos. Frames whose id does not place them in the video are left out.
+        One ``VersionCounts`` per version, in order (``judged`` counts every verdict;
+        the rest only the common frames). Frames the videos do not place are left out.
 
     Raises:
         ConfigError: a record cannot be read.
@@ -111,7 +119,12 @@ def count_verdicts(
             tally.verdicts.setdefault(key, set()).add(verdict)
             if part.defect_type is not None:
                 tally.defective.add(key)
-    return {version: tally.counts(f"{model_name}:{version}") for version, tally in seen.items()}
+    tallies = [seen.get(version, _Seen()) for version in versions]
+    common = set.intersection(*(set(tally.verdicts) for tally in tallies)) if tallies else set()
+    return [
+        tally.counts(f"{model_name}:{version}", common)
+        for version, tally in zip(versions, tallies, strict=True)
+    ]
 
 
 def before_after_lines(before: VersionCounts, after: VersionCounts | None) -> list[str]:

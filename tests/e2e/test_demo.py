@@ -43,7 +43,7 @@ def test_demo_deploys_collects_retrains_and_rolls_out_version_2(tmp_path: Path) 
     assert collected and collected[-1] > 0, output[-2000:]
     # The loop: reviews from the line's truth, a promoted version 2 on every node, the table.
     assert re.search(r"simulated reviewer .* labelled [1-9]\d* samples normal", output)
-    assert "metal@production is now version 2" in output
+    assert "metal@production is now version 2" in output, output[-4000:]
     assert "every node runs metal:2" in output
     assert re.search(r"cam-07 \[metal:2\] frames \d+", output)
     before, after = _table_row(output, "before"), _table_row(output, "after")

@@ -109,14 +109,17 @@ def test_versions_are_counted_on_distinct_frames_against_the_truth(tmp_path: Pat
         record.handle(_frame(index, verdict, version))
     record.close()
 
-    counts = count_verdicts(
-        {"cam-07": record.directory / "record.sqlite3"}, {"cam-07": LABELS}, "metal"
-    )
+    records, videos = {"cam-07": record.directory / "record.sqlite3"}, {"cam-07": LABELS}
 
-    assert counts["1"] == VersionCounts("metal:1", 7, 5, false_alarms=1, uncertain_good=2, misses=1)
-    assert counts["2"] == VersionCounts("metal:2", 3, 3, false_alarms=0, uncertain_good=0, misses=0)
-    table = before_after_lines(counts["1"], counts["2"])
-    assert table[1].split() == ["before", "metal:1", "7", "5", "1", "200.0", "2", "1", "200.0"]
+    alone = count_verdicts(records, videos, "metal", ["1"])
+    before, after = count_verdicts(records, videos, "metal", ["1", "2"])
+
+    assert alone == [VersionCounts("metal:1", 7, 5, false_alarms=1, uncertain_good=2, misses=1)]
+    # Version 2 judged frames 0, 1 and 5 only: both rows count those three.
+    assert before == VersionCounts("metal:1", 7, 3, false_alarms=1, uncertain_good=1, misses=1)
+    assert after == VersionCounts("metal:2", 3, 3, false_alarms=0, uncertain_good=0, misses=0)
+    table = before_after_lines(before, after)
+    assert table[1].split() == ["before", "metal:1", "7", "3", "1", "333.3", "1", "1", "333.3"]
     assert table[2].split() == ["after", "metal:2", "3", "3", "0", "0.0", "0", "0", "0.0"]
 
 

@@ -27,6 +27,7 @@ from cloud.detector.fitting import (
     calibration_stats,
     collect_embeddings,
     distance_maps,
+    fit_gaussian_head,
     greedy_coreset,
     leave_one_out_maps,
     out_of_fold_normalised,
@@ -171,6 +172,7 @@ def fit_model(
         input_size=(height, width),
         smoothing_sigma_patches=settings.smoothing_sigma_patches,
         colour_contrast_weight=settings.colour_contrast_weight,
+        density_head=settings.density_head,
     )
     embeddings = collect_embeddings(
         model,
@@ -179,7 +181,8 @@ def fit_model(
         progress=lambda done, total: report("embedding good images", done, total),
     )
     chosen = []
-    for index, (bank, level) in enumerate(zip(model.banks, embeddings, strict=True)):
+    banks = model.banks if model.searches_banks else []
+    for index, (bank, level) in enumerate(zip(banks, embeddings[: len(banks)], strict=True)):
         stage = f"selecting memory bank {index + 1} of {len(model.banks)}"
         size = min(settings.bank_sizes[index], max(1, round(settings.coreset_ratio * len(level))))
         candidates = _coreset_candidates(len(level), settings)
@@ -189,15 +192,35 @@ def fit_model(
         chosen.append(candidates[picked])
         bank.set_memory_bank(level[chosen[-1]])
 
+    # Each head's fitting images, scored against the means of the others, join
+    # its held-out maps for calibration, as the banks' leave-one-out maps do.
+    head_maps = []
+    grids = model.level_grids()
+    heads = model.gaussian_heads
+    for index, (head, level) in enumerate(zip(heads, embeddings[: len(heads)], strict=True)):
+        report("fitting density heads", index, len(heads))
+        head_maps.append(
+            fit_gaussian_head(
+                head,
+                level,
+                len(fit_images),
+                grids[index],
+                prior_images=settings.normalisation_prior_images,
+            )
+        )
+
     report("calibrating on held-out good images", 0, len(calibration_images))
     maps = distance_maps(model, calibration_images, batch_size=settings.batch_size)
     if settings.leave_one_out_calibration:
-        for index, (bank, level) in enumerate(zip(model.banks, embeddings, strict=True)):
+        for index, (bank, level) in enumerate(zip(banks, embeddings[: len(banks)], strict=True)):
             grid = (int(maps[index].shape[1]), int(maps[index].shape[2]))
             loo_maps = leave_one_out_maps(
                 bank, level, chosen[index], len(level) // len(fit_images), grid
             )
             maps[index] = torch.cat([maps[index], loo_maps])
+        # The heads' maps follow the banks' (PatchCoreModel.scorers).
+        for index, loo_maps in enumerate(head_maps):
+            maps[len(banks) + index] = torch.cat([maps[len(banks) + index], loo_maps])
     del embeddings
     stats = calibrate_model(model, maps, settings)
     report("calibrating on held-out good images", len(calibration_images), len(calibration_images))
@@ -212,7 +235,7 @@ def calibrate_model(
 
     Shared by a full fit and by ``retrain``'s incremental fit, so both calibrate
     the same way. ``maps`` holds out-of-sample raw distance maps (n, h_l, w_l)
-    of good images, one tensor per level.
+    of good images, one tensor per map the model makes (``PatchCoreModel.scorers``).
     """
     if settings.patch_normalisation:
         prior = settings.normalisation_prior_images
@@ -224,9 +247,9 @@ def calibrate_model(
         with torch.no_grad():
             combined = model.combine([z / f for z, f in zip(held_out, factors, strict=True)])
             raw = model.score_normalised(combined)[0].double().numpy()
-        for bank, level, factor in zip(model.banks, maps, factors, strict=True):
+        for scorer, level, factor in zip(model.scorers, maps, factors, strict=True):
             location, scale = patch_normalisation(level, prior_images=prior)
-            bank.set_patch_normalisation(location, scale * factor)
+            scorer.set_patch_normalisation(location, scale * factor)
     else:
         with torch.no_grad():
             raw = model.score_levels(maps)[0].double().numpy()

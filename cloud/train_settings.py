@@ -56,6 +56,11 @@ class TrainSettings(BaseModel):
     # The backbone's FEATURE_BLOCKS, written out because importing the backbone loads
     # torch; tests/unit/test_train_cli_defaults.py keeps the two equal.
     feature_blocks: tuple[int, ...] = (4, 10)
+    # A Gaussian density of each level's normal patches beside its memory bank
+    # (PatchCoreModel's GaussianHead: per-location mean, shared covariance, Mahalanobis
+    # distance, normalised per location like the banks' distances): "max" or "mean"
+    # joins it to the nearest-neighbour map, "alone" scores with it only, "off" leaves it out.
+    density_head: Literal["off", "max", "mean", "alone"] = "off"
     leave_one_out_calibration: bool = True
     patch_normalisation: bool = True
     border_tail_correction: bool = True  # see fitting.border_tail_factors

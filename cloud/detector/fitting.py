@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from cloud.detector.model import LevelBank, PatchCoreModel
+from cloud.detector.model import GaussianHead, LevelBank, PatchCoreModel
 from cloud.types import ProgressCallback
 from edge.runtime.imaging import ImageArray
 
@@ -28,6 +28,7 @@ __all__ = [
     "calibration_stats",
     "collect_embeddings",
     "distance_maps",
+    "fit_gaussian_head",
     "greedy_coreset",
     "leave_one_out_maps",
     "out_of_fold_normalised",
@@ -139,6 +140,54 @@ def leave_one_out_maps(
         squared[:, sources == index] = torch.inf
         maps.append(squared.min(dim=-1).values.clamp_min(0.0).sqrt().reshape(grid))
     return torch.stack(maps)
+
+
+@torch.no_grad()
+def fit_gaussian_head(
+    head: GaussianHead,
+    embeddings: torch.Tensor,
+    n_images: int,
+    grid: tuple[int, int],
+    *,
+    prior_images: float = 8.0,
+    ridge: float = 0.01,
+) -> torch.Tensor:
+    """Fit ``head`` on one level's good embeddings (n * h * w, D); return their LOO maps (n, h, w).
+
+    Each place's mean is shrunk towards the mean over places as if ``prior_images``
+    more images had shown it (as ``patch_normalisation`` does). The covariance is
+    pooled over places from the residuals about each place's own mean, plus
+    ``ridge`` times its mean variance on the diagonal, so no direction that good
+    images never varied in makes a hair-trigger. The maps returned score each
+    image against the means of the others (exact, as a mean is cheap to leave
+    one out of), so calibration sees out-of-sample values; the shared covariance,
+    estimated from every patch, is left as is.
+    """
+    height, width = grid
+    dim = embeddings.shape[1]
+    points = embeddings.reshape(n_images, height * width, dim).double()
+    local = points.mean(dim=0)
+    overall = local.mean(dim=0)
+    residual = (points - local).reshape(-1, dim)
+    dof = max(1, residual.shape[0] - height * width)
+    covariance = residual.T @ residual / dof
+    del residual
+    covariance += torch.eye(dim, dtype=covariance.dtype) * ridge * covariance.diagonal().mean()
+    variances, directions = torch.linalg.eigh(covariance)
+    whitening = directions / variances.clamp_min(1e-12).sqrt()
+    weight = n_images / (n_images + prior_images)
+    mean = weight * local + (1.0 - weight) * overall
+    head.set_gaussian(mean.reshape(height, width, dim), whitening)
+    if n_images < 2:
+        return head.distances(embeddings.reshape(1, height, width, dim).float())
+    loo_weight = (n_images - 1) / (n_images - 1 + prior_images)
+    maps = []
+    for index in range(n_images):
+        others = (local * n_images - points[index]) / (n_images - 1)
+        loo_mean = loo_weight * others + (1.0 - loo_weight) * overall
+        whitened = (points[index] - loo_mean) @ whitening
+        maps.append((whitened**2).sum(dim=-1).sqrt().reshape(height, width))
+    return torch.stack(maps).float()
 
 
 @torch.no_grad()

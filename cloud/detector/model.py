@@ -20,7 +20,14 @@ from torch import nn
 
 from cloud.detector.backbone import EfficientNetLiteFeatures
 
-__all__ = ["FINEST_STRIDE", "LevelBank", "PatchCoreModel", "gaussian_kernel"]
+__all__ = [
+    "DENSITY_HEAD_MODES",
+    "FINEST_STRIDE",
+    "GaussianHead",
+    "LevelBank",
+    "PatchCoreModel",
+    "gaussian_kernel",
+]
 
 # EfficientNet-Lite was trained on (x - 127) / 128 (in RGB order; see the backbone stem).
 PIXEL_MEAN = 127.0
@@ -29,6 +36,9 @@ FINEST_STRIDE = 8  # finer feature maps are pooled to this grid; the anomaly map
 # A patch's colour is compared with the mean of this many patches square around it
 # (200 px at stride 8): wider than any stain, narrow enough to follow a lighting gradient.
 SURROUND_PATCHES = 25
+# How a level's Gaussian density head joins its nearest-neighbour score (see
+# PatchCoreModel.combine): off, the larger of the two, their mean, or the head alone.
+DENSITY_HEAD_MODES = ("off", "max", "mean", "alone")
 
 
 def gaussian_kernel(sigma: float) -> torch.Tensor:
@@ -40,28 +50,15 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
     return (kernel / kernel.sum()).reshape(1, 1, 2 * radius + 1, 2 * radius + 1)
 
 
-class LevelBank(nn.Module):
-    """The memory bank of one feature level and its per-location baseline."""
+class PlaceNormalised(nn.Module):
+    """A per-patch scorer of one level, with its per-location baseline of normal scores."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self) -> None:
         super().__init__()
         # Buffers, so they travel into the ONNX graph as constants; filled by fitting.
-        # The bank is kept only as the matrix [-2 * bank^T; |bank|^2]: see ``offsets``.
-        self.register_buffer("search_matrix", torch.zeros(dim + 1, 1))
         # Per-location baseline of normal distances (h, w); identity until fitting sets it.
         self.register_buffer("patch_location", torch.zeros(1, 1))
         self.register_buffer("patch_scale", torch.ones(1, 1))
-
-    @property
-    def size(self) -> int:
-        """Entries in the bank."""
-        return int(self.search_matrix.shape[1])
-
-    def set_memory_bank(self, bank: torch.Tensor) -> None:
-        """Install the coreset of normal patch embeddings (M, D)."""
-        entries = bank.float()
-        sq_norm = (entries**2).sum(dim=1)
-        self.search_matrix = torch.cat([-2.0 * entries.T, sq_norm.unsqueeze(0)]).contiguous()
 
     def set_patch_normalisation(self, location: torch.Tensor, scale: torch.Tensor) -> None:
         """Install the per-location mean and spread (h, w) of distances on good images.
@@ -73,6 +70,34 @@ class LevelBank(nn.Module):
         """
         self.patch_location = location.contiguous().float()
         self.patch_scale = scale.contiguous().float()
+
+    def distances(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Raw distance map (N, h, w) of patch embeddings (N, h, w, D)."""
+        raise NotImplementedError
+
+    def normalise(self, raw: torch.Tensor) -> torch.Tensor:
+        """Raw distance maps (N, h, w) measured against the baseline at each place."""
+        return (raw - self.patch_location) / self.patch_scale
+
+
+class LevelBank(PlaceNormalised):
+    """The memory bank of one feature level and its per-location baseline."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        # The bank is kept only as the matrix [-2 * bank^T; |bank|^2]: see ``offsets``.
+        self.register_buffer("search_matrix", torch.zeros(dim + 1, 1))
+
+    @property
+    def size(self) -> int:
+        """Entries in the bank."""
+        return int(self.search_matrix.shape[1])
+
+    def set_memory_bank(self, bank: torch.Tensor) -> None:
+        """Install the coreset of normal patch embeddings (M, D)."""
+        entries = bank.float()
+        sq_norm = (entries**2).sum(dim=1)
+        self.search_matrix = torch.cat([-2.0 * entries.T, sq_norm.unsqueeze(0)]).contiguous()
 
     def offsets(self, embeddings: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """|y|^2 - 2 x.y for each embedding x (..., D) and bank entry y (..., M).
@@ -105,9 +130,32 @@ class LevelBank(nn.Module):
         nearest = self.offsets(embeddings).min(dim=-1).values + (embeddings**2).sum(dim=-1)
         return nearest.clamp_min(0.0).sqrt()
 
-    def normalise(self, raw: torch.Tensor) -> torch.Tensor:
-        """Raw distance maps (N, h, w) measured against the baseline at each place."""
-        return (raw - self.patch_location) / self.patch_scale
+
+class GaussianHead(PlaceNormalised):
+    """A Gaussian density of one level's normal patches: Mahalanobis distance per patch.
+
+    PaDiM-like, with a per-location mean and ONE covariance shared by all places
+    (of the residuals from each place's mean), so it costs one (D x D) MatMul per
+    patch and a (h, w, D) constant, where per-location covariances would carry a
+    (D x D) matrix for every place. The covariance is stored as its whitening
+    matrix W (W W^T = covariance^-1) and the mean already whitened, so the graph
+    computes |x W - mean W|: the squared Mahalanobis distance, then its root.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("whitening", torch.eye(dim))
+        self.register_buffer("whitened_mean", torch.zeros(1, 1, dim))
+
+    def set_gaussian(self, mean: torch.Tensor, whitening: torch.Tensor) -> None:
+        """Install the per-location mean (h, w, D) and the whitening matrix (D, D)."""
+        self.whitening = whitening.contiguous().float()
+        self.whitened_mean = (mean.float() @ self.whitening).contiguous()
+
+    def distances(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Mahalanobis distance (N, h, w) of each embedding (N, h, w, D) at its place."""
+        residual = embeddings @ self.whitening - self.whitened_mean
+        return (residual**2).sum(dim=-1).sqrt()
 
 
 class PatchCoreModel(nn.Module):
@@ -127,12 +175,20 @@ class PatchCoreModel(nn.Module):
         input_size: tuple[int, int],
         smoothing_sigma_patches: float = 0.5,
         colour_contrast_weight: float = 0.0,
+        density_head: str = "off",
     ) -> None:
         super().__init__()
+        if density_head not in DENSITY_HEAD_MODES:
+            msg = f"density_head {density_head!r}: one of {', '.join(DENSITY_HEAD_MODES)}"
+            raise ValueError(msg)
         self.backbone = backbone
         self.input_size = input_size
         self.colour_contrast_weight = float(colour_contrast_weight)
+        self.density_head = density_head
         self.levels = nn.ModuleList(LevelBank(dim) for dim in self.level_dims)
+        self.heads = nn.ModuleList(
+            GaussianHead(dim) for dim in (self.level_dims if density_head != "off" else [])
+        )
         self.register_buffer("score_location", torch.tensor(0.0))
         self.register_buffer("score_scale", torch.tensor(1.0))
         self.register_buffer("smoothing_kernel", gaussian_kernel(smoothing_sigma_patches))
@@ -150,6 +206,22 @@ class PatchCoreModel(nn.Module):
     def banks(self) -> list[LevelBank]:
         """The level banks, finest first."""
         return [cast(LevelBank, level) for level in self.levels]
+
+    @property
+    def gaussian_heads(self) -> list[GaussianHead]:
+        """The levels' Gaussian density heads, finest first; none when the head is off."""
+        return [cast(GaussianHead, head) for head in self.heads]
+
+    @property
+    def searches_banks(self) -> bool:
+        """Whether the graph searches the memory banks (all modes but the head alone)."""
+        return self.density_head != "alone"
+
+    @property
+    def scorers(self) -> list[PlaceNormalised]:
+        """What makes each raw map, in ``level_distances``' order: banks, then heads."""
+        banks: list[PlaceNormalised] = list(self.banks) if self.searches_banks else []
+        return banks + list(self.gaussian_heads)
 
     def set_calibration(self, location: float, scale: float) -> None:
         """Install the affine map from combined normalised maps to calibrated scores."""
@@ -213,12 +285,39 @@ class PatchCoreModel(nn.Module):
             (int(size[1]) + FINEST_STRIDE - 1) // FINEST_STRIDE,
         )
 
+    @torch.no_grad()
+    def level_grids(self) -> list[tuple[int, int]]:
+        """The patch grid (h_l, w_l) of each level at the model's input size."""
+        blank = torch.zeros(1, *self.input_size, 3, dtype=torch.uint8)
+        return [(int(level.shape[1]), int(level.shape[2])) for level in self.embed(blank)]
+
     def level_distances(self, embeddings: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """Raw nearest-neighbour distance maps (N, h_l, w_l) of each level."""
-        return [bank.distances(level) for bank, level in zip(self.banks, embeddings, strict=True)]
+        """Raw maps (N, h_l, w_l): each level's nearest-neighbour distances, then its head's.
+
+        Without a density head, one map per level; with the head alone, the heads'.
+        """
+        return [
+            scorer.distances(level)
+            for scorer, level in zip(self.scorers, self.scorer_inputs(embeddings), strict=True)
+        ]
+
+    def scorer_inputs(self, embeddings: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """The level embeddings each of ``scorers`` reads, in its order."""
+        banks = list(embeddings) if self.searches_banks else []
+        return banks + (list(embeddings) if self.gaussian_heads else [])
 
     def combine(self, normalised: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Normalised level maps (N, h_l, w_l) into one map (N, h, w) on the stride-8 grid."""
+        """Normalised maps (``scorers`` order) into one map (N, h, w) on the stride-8 grid.
+
+        A patch is as abnormal as its most abnormal map; with ``density_head`` "mean",
+        each level's nearest-neighbour and density maps are averaged first.
+        """
+        if self.density_head == "mean":
+            count = len(self.banks)
+            normalised = [
+                (knn + density) * 0.5
+                for knn, density in zip(normalised[:count], normalised[count:], strict=True)
+            ]
         grid = self.patch_grid(self.input_size)
         on_grid = [
             level
@@ -238,8 +337,10 @@ class PatchCoreModel(nn.Module):
         return self.score_levels(self.level_distances(self.embed(image)))
 
     def score_levels(self, raw: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalise each level's raw distances per location, combine, then score."""
-        normalised = [bank.normalise(level) for bank, level in zip(self.banks, raw, strict=True)]
+        """Normalise each raw map per location, combine, then score."""
+        normalised = [
+            scorer.normalise(level) for scorer, level in zip(self.scorers, raw, strict=True)
+        ]
         return self.score_normalised(self.combine(normalised))
 
     def score_normalised(self, normalised: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -168,6 +168,12 @@ def fit_candidate(
         if not training_set.added:
             msg = f"model {prior.label}: no new reviewed normals to add; nothing to learn"
             raise RetrainError(msg)
+        if settings.density_head != "off":
+            msg = (
+                f"model {prior.label}: its density head needs every good image's patches, "
+                "which the bundle does not keep; retrain with the full fit"
+            )
+            raise RetrainError(msg)
         model, stats = _fit_incremental(prior, training_set, settings, calibration, report)
     else:
         fit = _read([image for image in training_set.images if image.role == "fit"], shape)

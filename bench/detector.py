@@ -4,7 +4,8 @@ Prints, on this machine, for each synthetic category: image AUROC, false-alarm
 rate at full recall, recall and false alarms at the bundle's threshold, training
 seconds per 100 images -- for the default detector and, side by side on the same
 data, without the colour-contrast channels and without per-location
-normalisation of the patch distances; for wide strips (512x192 images), the
+normalisation of the patch distances, and with the Gaussian density head
+joined by max or by mean (``density_head``); for wide strips (512x192 images), the
 input shaped like the images against the same pixel budget squashed into a
 square; then, on one bundle at the default input size: ONNX Runtime latency at
 batch 1 (median of repeats) and throughput at batch 8, torch eager on the same
@@ -123,6 +124,8 @@ def main() -> None:
             "accurate": TrainSettings(preset="accurate"),
             "no-colour": settings.model_copy(update={"colour_contrast_weight": 0.0}),
             "no-patch-norm": settings.model_copy(update={"patch_normalisation": False}),
+            "density-max": settings.model_copy(update={"density_head": "max"}),
+            "density-mean": settings.model_copy(update={"density_head": "mean"}),
         }
         header = ("category", "detector", "AUROC", "FPR@100%rec", "recall@thr", "FA@thr", "s/100")
         print("{:14}{:15}{:>7}{:>13}{:>12}{:>8}{:>7}".format(*header))

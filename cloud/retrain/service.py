@@ -84,9 +84,14 @@ class RetrainOutcome(BaseModel):
 
 
 def _settings_of(manifest: Manifest) -> TrainSettings:
-    """The settings production was trained with (keys this code no longer knows dropped)."""
+    """The settings production was trained with (keys this code no longer knows dropped).
+
+    A version trained before the density head existed had none: its retrain keeps
+    it so, rather than taking today's preset value and changing the detector.
+    """
     recorded = manifest.training_data.settings or {}
     known = {key: value for key, value in recorded.items() if key in TrainSettings.model_fields}
+    known.setdefault("density_head", "off")
     return TrainSettings.model_validate(known)
 
 

@@ -154,8 +154,11 @@ def test_leave_one_out_maps_never_undercut_in_sample_maps(synthetic_dataset: Pat
         # Without its own patches a patch can only be farther from the bank.
         assert (loo >= in_sample - 1e-4).all()
         assert (loo > in_sample + 1e-3).any()
-    # Each level is searched on its own grid: stride 8 and stride 16.
+    # Each level is searched on its own grid: stride 8 and stride 16; the density
+    # heads' maps (the default preset's) follow the banks' on the same grids.
     assert [tuple(level.shape) for level in distance_maps(model, images[:2])] == [
+        (2, 16, 16),
+        (2, 8, 8),
         (2, 16, 16),
         (2, 8, 8),
     ]

@@ -11,9 +11,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["DEFAULT_PRESET", "PRESETS", "PresetName", "TrainSettings"]
+__all__ = ["DEFAULT_PRESET", "PRESETS", "DensityHeadMode", "PresetName", "TrainSettings"]
 
 PresetName = Literal["fast", "accurate"]
+DensityHeadMode = Literal["off", "max", "mean", "alone"]
 DEFAULT_PRESET: PresetName = "fast"
 # What each preset sets; any value given explicitly wins. The class defaults below are
 # DEFAULT_PRESET's values, so TrainSettings() is that preset. Measured in
@@ -63,7 +64,7 @@ class TrainSettings(BaseModel):
     # (PatchCoreModel's GaussianHead: per-location mean, shared covariance, Mahalanobis
     # distance, normalised per location like the banks' distances): "max" or "mean"
     # joins it to the nearest-neighbour map, "alone" scores with it only, "off" leaves it out.
-    density_head: Literal["off", "max", "mean", "alone"] = "mean"
+    density_head: DensityHeadMode = "mean"
     leave_one_out_calibration: bool = True
     patch_normalisation: bool = True
     border_tail_correction: bool = True  # see fitting.border_tail_factors

@@ -23,6 +23,7 @@ def test_train_options_default_to_the_settings() -> None:
         "input_size",
         "keep_aspect_ratio",
         "bank_sizes",
+        "density_head",
         "colour_contrast_weight",
         "target_false_alarm_rate",
         "band_margin",
@@ -47,6 +48,7 @@ def test_a_preset_fills_only_what_is_not_given() -> None:
     accurate = TrainSettings(preset="accurate")
     assert accurate.input_size == PRESETS["accurate"]["input_size"]
     assert accurate.bank_sizes == PRESETS["accurate"]["bank_sizes"]
+    assert TrainSettings(preset="fast", density_head="off").density_head == "off"
     mixed = TrainSettings(preset="accurate", input_size=320)
     assert mixed.input_size == 320
     assert mixed.bank_sizes == PRESETS["accurate"]["bank_sizes"]

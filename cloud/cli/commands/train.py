@@ -14,6 +14,7 @@ from cloud.redact import redact_url
 from cloud.train_settings import (  # no torch: --help stays fast
     DEFAULT_PRESET,
     PRESETS,
+    DensityHeadMode,
     PresetName,
     TrainSettings,
 )
@@ -67,6 +68,14 @@ def train(
             + _by_preset("bank_sizes")
         ),
     ] = None,
+    density_head: Annotated[
+        DensityHeadMode | None,
+        typer.Option(
+            help="A Gaussian of normal patches beside the memory bank: mean (averaged with "
+            "the bank's distance), max, alone (no bank search), or off."
+            + _by_preset("density_head")
+        ),
+    ] = None,
     colour_contrast_weight: Annotated[
         float,
         typer.Option(
@@ -105,7 +114,11 @@ def train(
 
     try:
         # Only options given on the command line override the preset.
-        by_preset: dict[str, Any] = {"input_size": input_size, "bank_sizes": bank_sizes}
+        by_preset: dict[str, Any] = {
+            "input_size": input_size,
+            "bank_sizes": bank_sizes,
+            "density_head": density_head,
+        }
         settings = TrainSettings.model_validate(
             {key: value for key, value in by_preset.items() if value is not None}
             | {

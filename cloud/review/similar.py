@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 _LineKey = tuple[str, str]
 _REFRESH_BATCH = 20_000
+_RESCAN_IDS = 512  # ids read again on each refresh: commits that came out of order
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,15 @@ class SimilarIndex:
         return len(self._position)
 
     def refresh(self, session: Session) -> int:
-        """Read descriptors stored since the last refresh; returns how many were added."""
+        """Read descriptors stored since the last refresh; returns how many were added.
+
+        Ids are handed out at insert, not at commit: on PostgreSQL a pass that inserted
+        id 5 may commit after the one that inserted id 6 was read. So each refresh reads
+        again the last ``_RESCAN_IDS`` ids and skips the samples it already holds.
+        """
         added = 0
         with self._lock:
+            cursor = max(0, self._last_id - _RESCAN_IDS)
             while True:
                 query = (
                     select(
@@ -80,15 +87,18 @@ class SimilarIndex:
                         Node.line,
                     )
                     .join(Node, SampleEmbedding.node_id == Node.id)
-                    .where(SampleEmbedding.id > self._last_id)
+                    .where(SampleEmbedding.id > cursor)
                     .order_by(SampleEmbedding.id)
                     .limit(_REFRESH_BATCH)
                 )
                 rows = session.execute(query).all()
                 for row_id, sample_id, vector, site, line in rows:
+                    cursor = row_id
+                    if sample_id in self._position:
+                        continue
                     self._append((site, line), sample_id, decode_vector(vector))
-                    self._last_id = row_id
-                added += len(rows)
+                    added += 1
+                self._last_id = max(self._last_id, cursor)
                 if len(rows) < _REFRESH_BATCH:
                     break
             for vectors in self._lines.values():

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 
-from cloud.db.models import Role
+from cloud.db.models import Role, Sample, SampleEmbedding
 from cloud.web.images import MISSING_HEADER
+from tests.plugins.mqtt import wait_for
 from tests.web_data import PASSWORD, WebData, login, noisy_copy_png, pattern_png, web_client
 
 pytestmark = pytest.mark.integration
@@ -174,6 +176,13 @@ def test_similar_cases_are_the_near_duplicates_on_the_same_line(
         headers={"X-CSRF-Token": token},
     )
 
+    def all_embedded() -> bool:  # by the app's background pass, as in production
+        with data.sessions() as session:
+            samples = session.scalar(select(func.count()).select_from(Sample))
+            embedded = session.scalar(select(func.count()).select_from(SampleEmbedding))
+            return samples == embedded
+
+    wait_for(all_embedded, 30.0, "the background pass to describe every sample")
     found = client.get(f"/api/v1/samples/{query}/similar?k=3").json()
     assert {row["id"] for row in found[:2]} == {twin, later_twin}  # the two near duplicates
     assert all(row["similarity"] > 0.95 for row in found[:2])

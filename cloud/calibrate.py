@@ -30,6 +30,7 @@ from cloud.calibration import (
 )
 from cloud.dataset import DatasetLayout, data_digest, load_layout
 from cloud.errors import BundleCorrupt, BundleSignatureError, DatasetError, ImageDecodeError
+from cloud.evaluation.metrics import OperatingPoint, operating_point
 from cloud.types import StageProgress
 from edge.runtime.bundle import ModelBundle, load_bundle
 from edge.runtime.engine import EngineOptions, InferenceEngine
@@ -38,20 +39,11 @@ from edge.runtime.imaging import ImageArray, read_image
 from edge.runtime.policy import DecisionPolicy, RecallCalibrationRecord
 from edge.runtime.signing import public_key_id, verify_manifest
 
-__all__ = ["CalibrationOutcome", "OperatingPoint", "calibrate_bundle"]
+__all__ = ["CalibrationOutcome", "calibrate_bundle"]
 
 logger = logging.getLogger(__name__)
 
 DEFECTS = "labelled defects"
-
-
-@dataclass(frozen=True)
-class OperatingPoint:
-    """What a threshold does on the scored images."""
-
-    threshold: float
-    recall: float
-    false_alarm_rate: float | None  # None: no good test images to measure it on
 
 
 @dataclass(frozen=True)
@@ -150,16 +142,9 @@ def _score(
 
 
 def _operating_point(threshold: float, defects: _Scored, good: _Scored) -> OperatingPoint:
-    """Recall and false-alarm rate where ``score >= threshold`` alarms (NaN alarms too)."""
-
-    def alarms(scores: Sequence[float]) -> int:
-        return sum(not score < threshold for score in scores)
-
-    return OperatingPoint(
-        threshold=threshold,
-        recall=alarms(defects.scores) / len(defects.scores),
-        false_alarm_rate=alarms(good.scores) / len(good.scores) if good.scores else None,
-    )
+    """Recall and false-alarm rate where ``score >= threshold`` alarms, as ``evaluate`` reports."""
+    labels = [True] * len(defects.scores) + [False] * len(good.scores)
+    return operating_point(labels, defects.scores + good.scores, threshold)
 
 
 def _labelled_layout(data_root: Path) -> DatasetLayout:
@@ -207,15 +192,15 @@ def _updated_metrics(
         "threshold": decision.threshold,
         "uncertain_low": decision.uncertain_low,
         "recall_at_threshold": after.recall,
+        "false_alarm_rate_at_threshold": after.false_alarm_rate,
     }
     for key, value in policy_after.items():
-        if key in metrics:
-            metrics[key] = value
-    if "false_alarm_rate_at_threshold" in metrics:
-        if after.false_alarm_rate is None:
-            del metrics["false_alarm_rate_at_threshold"]  # stale, and nothing to replace it
+        if key not in metrics:
+            continue
+        if value is None:
+            del metrics[key]  # stale, and nothing to replace it (no good test images)
         else:
-            metrics["false_alarm_rate_at_threshold"] = after.false_alarm_rate
+            metrics[key] = value
     return metrics
 
 

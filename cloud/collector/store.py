@@ -21,7 +21,6 @@ import logging
 import os
 import secrets
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -77,23 +76,12 @@ class BlobStore:
             raise StoreError(msg) from exc
 
     def put(self, data: bytes, suffix: str) -> StoredBlob:
-        """Store ``data`` once and return where it is.
+        """Store ``data`` once, durably, and return where it is (``put_many`` of one).
 
         Raises:
             StoreError: the file cannot be written (disk full, permissions).
         """
-        digest = hashlib.sha256(data).hexdigest()
-        relative = f"{digest[:2]}/{digest[2:4]}/{digest}{suffix}"
-        target = self.root / relative
-        if target.exists():
-            return StoredBlob(digest, relative, len(data))
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self._write_atomically(target, data)
-        except OSError as exc:
-            msg = f"sample store {self.root}: cannot write {relative} ({exc}); check free disk"
-            raise StoreError(msg) from exc
-        return StoredBlob(digest, relative, len(data))
+        return self.put_many([(data, suffix)])[0]
 
     def put_many(
         self, blobs: Sequence[tuple[bytes, str]], *, map_function: MapFunction = map
@@ -207,23 +195,5 @@ class BlobStore:
             if _SYNCFS(folder) != 0:
                 errno = ctypes.get_errno()
                 raise OSError(errno, os.strerror(errno))
-        finally:
-            os.close(folder)
-
-    @staticmethod
-    def _write_atomically(target: Path, data: bytes) -> None:
-        fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp_name, target)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
-        folder = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)
         finally:
             os.close(folder)

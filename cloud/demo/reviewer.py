@@ -27,7 +27,14 @@ from cloud.db.models import Node, ReviewState, Sample
 from cloud.review import Label, record_review
 from cloud.synth import LinePart, LineVideoLabels
 
-__all__ = ["REVIEWER", "ReviewTally", "part_of_frame", "review_collected"]
+__all__ = [
+    "REVIEWER",
+    "ReviewTally",
+    "part_at",
+    "part_of_frame",
+    "review_collected",
+    "video_frame",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -44,16 +51,26 @@ class ReviewTally:
     skipped: int  # frames it could not place (another node, an unexpected frame id)
 
 
-def part_of_frame(labels: LineVideoLabels, frame_id: str) -> LinePart | None:
-    """The part a camera frame id shows, or None when the id is not ``<ms>-<index>``."""
+def video_frame(labels: LineVideoLabels, frame_id: str) -> int | None:
+    """The frame of the looped video a camera frame id names; None unless ``<ms>-<index>``."""
     _, _, index_text = frame_id.rpartition("-")
     if not index_text.isdigit() or labels.n_frames < 1:
         return None
-    frame = int(index_text) % labels.n_frames
+    return int(index_text) % labels.n_frames
+
+
+def part_at(labels: LineVideoLabels, frame: int) -> LinePart | None:
+    """The part video frame ``frame`` shows, or None between parts."""
     for part in labels.parts:
         if part.first_frame <= frame <= part.last_frame:
             return part
     return None
+
+
+def part_of_frame(labels: LineVideoLabels, frame_id: str) -> LinePart | None:
+    """The part a camera frame id shows, or None when the id is not ``<ms>-<index>``."""
+    frame = video_frame(labels, frame_id)
+    return None if frame is None else part_at(labels, frame)
 
 
 def review_collected(

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cloud.demo.reviewer import part_of_frame
+from cloud.demo.reviewer import part_at, video_frame
 from cloud.errors import ConfigError
 from cloud.synth import LineVideoLabels
 
@@ -110,10 +110,11 @@ def count_verdicts(
     for node, record in records.items():
         labels = videos[node]
         for frame_id, verdict, version in _rows(record, model_name):
-            part = part_of_frame(labels, frame_id)
-            if part is None:
+            frame = video_frame(labels, frame_id)
+            part = None if frame is None else part_at(labels, frame)
+            if frame is None or part is None:
                 continue
-            key = (node, int(frame_id.rpartition("-")[2]) % labels.n_frames)
+            key = (node, frame)
             tally = seen.setdefault(version, _Seen())
             tally.judged += 1
             tally.verdicts.setdefault(key, set()).add(verdict)

@@ -195,10 +195,11 @@ def fit_model(
     # Each head's fitting images, scored against the means of the others, join
     # its held-out maps for calibration, as the banks' leave-one-out maps do.
     head_maps = []
-    grids = model.level_grids()
     heads = model.gaussian_heads
+    if heads:  # the grids cost a forward pass: only when a head needs them
+        grids = model.level_grids()
+        report("fitting density heads", 0, len(heads))
     for index, (head, level) in enumerate(zip(heads, embeddings[: len(heads)], strict=True)):
-        report("fitting density heads", index, len(heads))
         head_maps.append(
             fit_gaussian_head(
                 head,
@@ -208,6 +209,7 @@ def fit_model(
                 prior_images=settings.normalisation_prior_images,
             )
         )
+        report("fitting density heads", index + 1, len(heads))
 
     report("calibrating on held-out good images", 0, len(calibration_images))
     maps = distance_maps(model, calibration_images, batch_size=settings.batch_size)

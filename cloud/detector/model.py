@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import cast
+from typing import cast, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cloud.detector.backbone import EfficientNetLiteFeatures
+from cloud.train_settings import DensityHeadMode
 
 __all__ = [
     "DENSITY_HEAD_MODES",
@@ -38,7 +39,7 @@ FINEST_STRIDE = 8  # finer feature maps are pooled to this grid; the anomaly map
 SURROUND_PATCHES = 25
 # How a level's Gaussian density head joins its nearest-neighbour score (see
 # PatchCoreModel.combine): off, the larger of the two, their mean, or the head alone.
-DENSITY_HEAD_MODES = ("off", "max", "mean", "alone")
+DENSITY_HEAD_MODES: tuple[str, ...] = get_args(DensityHeadMode)
 
 
 def gaussian_kernel(sigma: float) -> torch.Tensor:
